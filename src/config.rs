@@ -1,0 +1,343 @@
+//! Every knob of a socket node: its name, default, unit and meaning, in one
+//! place.
+//!
+//! A knob is resolved in this order: command-line flag, then its
+//! `SHARDCAST_<FLAG>` environment variable, then the TOML file given by
+//! `--config`, then the default written here. The cluster secret is never a
+//! flag: it comes from `SHARDCAST_SECRET` or from the file named by
+//! `--secret-file`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration that could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot read secret file {path}: {source}")]
+    ReadSecret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secret must be at least 16 bytes long")]
+    ShortSecret,
+    #[error("invalid value for {knob}: {why}")]
+    Invalid { knob: &'static str, why: String },
+}
+
+/// Declares the knobs once and generates from that single list:
+/// `Config` (resolved values), `Overrides` (the optional layer that clap
+/// parses from flags/environment and serde parses from TOML), and
+/// `Overrides::resolve`.
+macro_rules! knobs {
+    ($(
+        $(#[doc = $doc:literal])+
+        $(#[arg($($arg:tt)*)])?
+        $name:ident ($env:literal): $ty:ty = $default:expr;
+    )+) => {
+        /// The resolved configuration of a socket node.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+            /// The HMAC secret shared by the cluster (resume tokens).
+            pub secret: Vec<u8>,
+            /// True when no secret was configured and a random one was made:
+            /// tokens then only verify on this process.
+            pub secret_is_ephemeral: bool,
+        }
+
+        /// One layer of optional settings: flags + environment, or a TOML file.
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Overrides {
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, env = $env)]
+                $(#[arg($($arg)*)])?
+                #[serde(default)]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        impl Overrides {
+            /// Takes each knob from `self`, else from `file`, else its default.
+            fn merge(self, file: Overrides) -> Config {
+                Config {
+                    $( $name: self.$name.or(file.$name).unwrap_or_else(|| $default), )+
+                    secret: Vec::new(),
+                    secret_is_ephemeral: false,
+                }
+            }
+        }
+    };
+}
+
+knobs! {
+    /// Address of the WebSocket endpoint (`/ws`, `/echo`) and `/health`.
+    listen ("SHARDCAST_LISTEN"): SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    /// Address of the Prometheus endpoint (`/metrics`).
+    metrics_listen ("SHARDCAST_METRICS_LISTEN"): SocketAddr = "0.0.0.0:9404".parse().unwrap();
+    /// Number of cores (executors) to run; 0 means every online core.
+    cores ("SHARDCAST_CORES"): usize = 0;
+    /// This node's id, as reported in `welcome` and to the control plane.
+    node_id ("SHARDCAST_NODE_ID"): String = default_node_id();
+    /// Kafka brokers for cross-node delivery; absent: in-process relay.
+    kafka ("SHARDCAST_KAFKA"): String = String::new();
+    /// Redis URL for sessions and buffers; absent: in-memory store.
+    redis ("SHARDCAST_REDIS"): String = String::new();
+    /// Control-plane URL; absent: a standalone node owning every user.
+    control ("SHARDCAST_CONTROL"): String = String::new();
+    /// Serve `/echo`, a WebSocket echo endpoint (conformance, baselines).
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    echo ("SHARDCAST_ECHO"): bool = false;
+    /// Largest message (and frame) accepted on `/ws`, in bytes; over it: close 1009.
+    max_message_bytes ("SHARDCAST_MAX_MESSAGE_BYTES"): usize = 1 << 20;
+    /// Largest message accepted on `/echo`, in bytes (conformance suites send 16 MiB).
+    echo_max_message_bytes ("SHARDCAST_ECHO_MAX_MESSAGE_BYTES"): usize = 64 << 20;
+    /// W: how many of a user's latest messages the store keeps for replay.
+    buffer_messages ("SHARDCAST_BUFFER_MESSAGES"): usize = 256;
+    /// How long a user's buffer lives after its last message, in seconds.
+    buffer_ttl_secs ("SHARDCAST_BUFFER_TTL_SECS"): u64 = 3600;
+    /// How long a resume token stays valid, in seconds.
+    token_ttl_secs ("SHARDCAST_TOKEN_TTL_SECS"): u64 = 3600;
+    /// Messages a connection's outbound queue holds before dropping the oldest.
+    outbound_queue ("SHARDCAST_OUTBOUND_QUEUE"): usize = 1024;
+    /// Most WebSocket connections this node holds at once; over it: HTTP 503.
+    max_connections ("SHARDCAST_MAX_CONNECTIONS"): usize = 1_000_000;
+    /// Most handshakes per second this node accepts; over it: HTTP 503.
+    handshakes_per_sec ("SHARDCAST_HANDSHAKES_PER_SEC"): u32 = 20_000;
+    /// Most messages queued across all connections of a core before new
+    /// connections are refused (the global queue-depth cap).
+    max_queued_per_core ("SHARDCAST_MAX_QUEUED_PER_CORE"): usize = 4_000_000;
+    /// Seconds of silence after which the node pings a client.
+    ping_interval_secs ("SHARDCAST_PING_INTERVAL_SECS"): u64 = 30;
+    /// Seconds of silence after which the node closes a connection (1001).
+    idle_timeout_secs ("SHARDCAST_IDLE_TIMEOUT_SECS"): u64 = 90;
+    /// Seconds a client has to finish its HTTP upgrade request.
+    handshake_timeout_secs ("SHARDCAST_HANDSHAKE_TIMEOUT_SECS"): u64 = 10;
+    /// Seconds the node waits on SIGTERM/SIGINT for clients to leave before exiting.
+    drain_timeout_secs ("SHARDCAST_DRAIN_TIMEOUT_SECS"): u64 = 10;
+    /// `retryAfterMs` sent in `reconnect` envelopes (T_0 of the client backoff).
+    reconnect_after_ms ("SHARDCAST_RECONNECT_AFTER_MS"): u64 = 250;
+    /// Sustained `send` + `publish` messages per second per user.
+    rate_messages_per_sec ("SHARDCAST_RATE_MESSAGES_PER_SEC"): u32 = 1000;
+    /// Burst of `send` + `publish` messages per user.
+    rate_messages_burst ("SHARDCAST_RATE_MESSAGES_BURST"): u32 = 2000;
+    /// Sustained `join` + `leave` per second per user.
+    rate_joins_per_sec ("SHARDCAST_RATE_JOINS_PER_SEC"): u32 = 50;
+    /// Burst of `join` + `leave` per user.
+    rate_joins_burst ("SHARDCAST_RATE_JOINS_BURST"): u32 = 100;
+    /// Most room subscriptions one connection may hold.
+    max_subscriptions ("SHARDCAST_MAX_SUBSCRIPTIONS"): usize = 64;
+    /// Log format: `text` or `json`.
+    log_format ("SHARDCAST_LOG_FORMAT"): LogFormat = LogFormat::Text;
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node-1".to_owned())
+}
+
+/// The command line of `shardcast-node`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "shardcast-node", version, about = "shardcast socket node")]
+pub struct NodeArgs {
+    /// A TOML file with any of the knobs below (kebab-case keys).
+    #[arg(long, env = "SHARDCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A file holding the cluster secret (else `SHARDCAST_SECRET`).
+    #[arg(long, env = "SHARDCAST_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+impl NodeArgs {
+    /// Resolves the layers into a checked [`Config`].
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            None => Overrides::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+        };
+        let mut config = self.overrides.merge(file);
+        let secret = match (&self.secret_file, std::env::var_os("SHARDCAST_SECRET")) {
+            (Some(path), _) => std::fs::read(path)
+                .map(|mut s| {
+                    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                        s.pop();
+                    }
+                    s
+                })
+                .map_err(|source| ConfigError::ReadSecret {
+                    path: path.clone(),
+                    source,
+                })?,
+            (None, Some(s)) => s.into_encoded_bytes(),
+            (None, None) => Vec::new(),
+        };
+        if secret.is_empty() {
+            config.secret = random_bytes::<32>().to_vec();
+            config.secret_is_ephemeral = true;
+        } else if secret.len() < 16 {
+            return Err(ConfigError::ShortSecret);
+        } else {
+            config.secret = secret;
+        }
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// A configuration with every default and a fixed secret (tests, benches).
+    pub fn defaults() -> Config {
+        let mut c = Overrides::default().merge(Overrides::default());
+        c.secret = b"shardcast-default-test-secret!!".to_vec();
+        c
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |knob, why: &str| {
+            Err(ConfigError::Invalid {
+                knob,
+                why: why.to_owned(),
+            })
+        };
+        if self.max_message_bytes < 128 {
+            return invalid("max-message-bytes", "must be at least 128");
+        }
+        if self.buffer_messages == 0 {
+            return invalid("buffer-messages", "must be at least 1");
+        }
+        if self.outbound_queue == 0 {
+            return invalid("outbound-queue", "must be at least 1");
+        }
+        if self.handshakes_per_sec == 0 || self.rate_messages_per_sec == 0 {
+            return invalid("rates", "must be positive");
+        }
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return invalid("idle-timeout-secs", "must exceed ping-interval-secs");
+        }
+        for (knob, value) in [
+            ("kafka", &self.kafka),
+            ("redis", &self.redis),
+            ("control", &self.control),
+        ] {
+            if !value.is_empty() {
+                return invalid(
+                    knob,
+                    "not supported by this build yet: run without it (embedded relay and store)",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of executors to start.
+    pub fn core_count(&self) -> usize {
+        if self.cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.cores
+        }
+    }
+
+    /// Resume-token lifetime.
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+}
+
+/// `N` bytes from the kernel's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: the pointer and length describe the unfilled tail of `out`.
+        let n = unsafe {
+            libc::getrandom(
+                out[filled..].as_mut_ptr().cast(),
+                N - filled,
+                0,
+            )
+        };
+        if n > 0 {
+            filled += n as usize;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let dir = std::env::temp_dir().join(format!("shardcast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, "cores = 3\nbuffer-messages = 7\necho = true\n").unwrap();
+        let args = NodeArgs::parse_from([
+            "shardcast-node",
+            "--config",
+            file.to_str().unwrap(),
+            "--cores",
+            "2",
+        ]);
+        let c = args.resolve().unwrap();
+        assert_eq!(c.cores, 2, "flag wins over file");
+        assert_eq!(c.buffer_messages, 7, "file wins over default");
+        assert!(c.echo);
+        assert_eq!(c.max_message_bytes, 1 << 20, "default");
+    }
+
+    #[test]
+    fn unknown_file_key_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("shardcast-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "corez = 3\n").unwrap();
+        let args = NodeArgs::parse_from(["shardcast-node", "--config", file.to_str().unwrap()]);
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("corez"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_backends_are_refused() {
+        let args = NodeArgs::parse_from(["shardcast-node", "--redis", "redis://127.0.0.1"]);
+        assert!(matches!(args.resolve(), Err(ConfigError::Invalid { knob: "redis", .. })));
+    }
+}

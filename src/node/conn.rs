@@ -1,0 +1,312 @@
+//! A connection as the rest of its core sees it: identity, outbound queue,
+//! subscriptions, limits and close requests.
+//!
+//! Invariant: a `Conn` is touched only by the core that owns its user (it
+//! is `Rc`, never sent). Other tasks of the core push to its queue and wake
+//! its socket task; only the socket task pops. The queue is bounded: when
+//! full, the oldest message goes and is counted as `buffer_full` (for direct
+//! messages the store still has it, and the resume offset stops before it).
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    rc::Rc,
+    task::Waker,
+    time::Instant,
+};
+
+use bytes::Bytes;
+
+use crate::{
+    protocol::{envelope, RoomPattern},
+    store::StoredMessage,
+};
+
+use super::rate::{Limit, TokenBucket};
+
+/// What the socket task writes next.
+pub enum Outbound {
+    /// A text frame built by the node (welcome, ack, error).
+    Text(Bytes),
+    /// A direct message with its per-user offset.
+    Direct {
+        offset: u64,
+        envelope: Bytes,
+        ingress: Option<Instant>,
+    },
+    /// A room message (shared by every subscriber).
+    Room { envelope: Bytes, ingress: Instant },
+    /// A keepalive ping.
+    Ping,
+    /// A `reconnect` envelope; its token is signed when it is written, so it
+    /// carries the offset of the last message written before it.
+    Reconnect,
+}
+
+/// A request to close the connection with a WebSocket close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// The shared side of one WebSocket connection.
+pub struct Conn {
+    /// Unique on the node's core for its lifetime.
+    pub id: u64,
+    /// The user, or empty for `/echo` connections.
+    pub user: Rc<str>,
+    queue: RefCell<VecDeque<Outbound>>,
+    queue_cap: usize,
+    waker: Cell<Option<Waker>>,
+    close: Cell<Option<CloseRequest>>,
+    /// Core-clock second of the last frame received.
+    pub last_seen: Cell<u32>,
+    /// Core-clock second by which the connection must be gone (0: none).
+    pub deadline: Cell<u32>,
+    pub ping_sent: Cell<bool>,
+    delivered: Cell<u64>,
+    gapped: Cell<bool>,
+    /// Live direct messages that arrived while the backlog was being read.
+    replaying: RefCell<Option<Vec<Outbound>>>,
+    /// Subscriptions made with `join`.
+    pub subscriptions: RefCell<Vec<RoomPattern>>,
+    pub messages_bucket: TokenBucket,
+    pub joins_bucket: TokenBucket,
+}
+
+impl Conn {
+    /// A connection with an empty queue of at most `queue_cap` messages.
+    pub fn new(id: u64, user: Rc<str>, queue_cap: usize, now: u32, limits: [Limit; 2]) -> Conn {
+        let t = Instant::now();
+        Conn {
+            id,
+            user,
+            queue: RefCell::default(),
+            queue_cap,
+            waker: Cell::new(None),
+            close: Cell::new(None),
+            last_seen: Cell::new(now),
+            deadline: Cell::new(0),
+            ping_sent: Cell::new(false),
+            delivered: Cell::new(0),
+            gapped: Cell::new(false),
+            replaying: RefCell::new(None),
+            subscriptions: RefCell::default(),
+            messages_bucket: TokenBucket::full(limits[0], t),
+            joins_bucket: TokenBucket::full(limits[1], t),
+        }
+    }
+
+    /// Queues `item`; returns false when the oldest message had to go.
+    pub fn push(&self, item: Outbound) -> bool {
+        let kept = {
+            let mut q = self.queue.borrow_mut();
+            let kept = if q.len() >= self.queue_cap {
+                // Drop the oldest message; envelopes the node wrote itself
+                // (welcome, acks, errors) go only when nothing else is left.
+                let oldest = q
+                    .iter()
+                    .position(|o| matches!(o, Outbound::Direct { .. } | Outbound::Room { .. }))
+                    .unwrap_or(0);
+                if let Some(Outbound::Direct { offset, .. }) = q.remove(oldest) {
+                    self.mark_gap(offset);
+                }
+                false
+            } else {
+                true
+            };
+            q.push_back(item);
+            kept
+        };
+        self.wake();
+        kept
+    }
+
+    /// Queues a direct message, or holds it back while the backlog is read.
+    pub fn push_direct(&self, msg: StoredMessage, ingress: Option<Instant>) -> bool {
+        let item = Outbound::Direct {
+            offset: msg.offset,
+            envelope: msg.envelope,
+            ingress,
+        };
+        if let Some(held) = self.replaying.borrow_mut().as_mut() {
+            held.push(item);
+            return true;
+        }
+        self.push(item)
+    }
+
+    /// Starts holding back live direct messages (see [`Conn::end_replay`]).
+    pub fn begin_replay(&self) {
+        *self.replaying.borrow_mut() = Some(Vec::new());
+    }
+
+    /// Queues the backlog, then the live messages held back meanwhile that
+    /// the backlog did not already contain. Returns how many were dropped.
+    pub fn end_replay(&self, backlog: Vec<StoredMessage>) -> usize {
+        let held = self.replaying.borrow_mut().take().unwrap_or_default();
+        let last = backlog.last().map_or(0, |m| m.offset);
+        let mut dropped = 0;
+        for m in backlog {
+            dropped += usize::from(!self.push_direct(m, None));
+        }
+        for item in held {
+            if matches!(item, Outbound::Direct { offset, .. } if offset > last) {
+                dropped += usize::from(!self.push(item));
+            }
+        }
+        dropped
+    }
+
+    /// A text envelope built by `build`.
+    pub fn push_text(&self, build: impl FnOnce(&mut Vec<u8>)) {
+        let mut out = Vec::with_capacity(64);
+        build(&mut out);
+        self.push(Outbound::Text(out.into()));
+    }
+
+    /// An `ack` for message `id`.
+    pub fn push_ack(&self, id: &str) {
+        self.push_text(|o| envelope::encode_ack(o, id));
+    }
+
+    /// An `error` envelope.
+    pub fn push_error(&self, code: &str, id: Option<&str>, message: &str) {
+        self.push_text(|o| envelope::encode_error(o, code, id, message));
+    }
+
+    /// Takes everything queued (the socket task's side).
+    pub fn take_queue(&self, into: &mut VecDeque<Outbound>) {
+        std::mem::swap(&mut *self.queue.borrow_mut(), into);
+    }
+
+    /// Messages waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// True when the socket task has something to do besides reading.
+    pub fn has_work(&self) -> bool {
+        !self.queue.borrow().is_empty() || self.close.get().is_some()
+    }
+
+    /// Asks the socket task to close with `req` after what is queued. The
+    /// first request wins.
+    pub fn request_close(&self, req: CloseRequest) {
+        if self.close.get().is_none() {
+            self.close.set(Some(req));
+        }
+        self.wake();
+    }
+
+    /// Takes the pending close request.
+    pub fn take_close(&self) -> Option<CloseRequest> {
+        self.close.take()
+    }
+
+    /// Registers the socket task's waker.
+    pub fn set_waker(&self, waker: &Waker) {
+        match self.waker.take() {
+            Some(w) if w.will_wake(waker) => self.waker.set(Some(w)),
+            _ => self.waker.set(Some(waker.clone())),
+        }
+    }
+
+    /// Wakes the socket task.
+    pub fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake_by_ref();
+            self.waker.set(Some(w));
+        }
+    }
+
+    /// Records that the direct message `offset` was written to the socket.
+    pub fn note_written(&self, offset: u64) {
+        if !self.gapped.get() {
+            self.delivered.set(offset);
+        }
+    }
+
+    fn mark_gap(&self, dropped_offset: u64) {
+        self.gapped.set(true);
+        self.delivered
+            .set(self.delivered.get().min(dropped_offset.saturating_sub(1)));
+    }
+
+    /// Seeds the delivered mark with the offset the session starts after.
+    pub fn set_delivered(&self, offset: u64) {
+        self.delivered.set(offset);
+    }
+
+    /// The last offset written with nothing lost before it: where a resume
+    /// must start after.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(cap: usize) -> Conn {
+        let l = Limit { rate: 1, burst: 1 };
+        Conn::new(1, "u".into(), cap, 0, [l, l])
+    }
+
+    fn direct(offset: u64) -> StoredMessage {
+        StoredMessage {
+            offset,
+            envelope: Bytes::from(format!("m{offset}")),
+        }
+    }
+
+    fn offsets(c: &Conn) -> Vec<u64> {
+        let mut q = VecDeque::new();
+        c.take_queue(&mut q);
+        q.iter()
+            .filter_map(|o| match o {
+                Outbound::Direct { offset, .. } => Some(*offset),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest_and_caps_the_resume_offset() {
+        let c = conn(2);
+        c.set_delivered(0);
+        assert!(c.push_direct(direct(1), None));
+        assert!(c.push_direct(direct(2), None));
+        assert!(!c.push_direct(direct(3), None));
+        assert_eq!(offsets(&c), [2, 3]);
+        c.note_written(2);
+        c.note_written(3);
+        assert_eq!(c.delivered(), 0, "message 1 was lost: a resume must replay from 1");
+    }
+
+    #[test]
+    fn a_full_queue_drops_messages_before_the_welcome() {
+        let c = conn(2);
+        c.push_text(|o| o.extend_from_slice(b"welcome"));
+        c.push_direct(direct(1), None);
+        c.push_direct(direct(2), None);
+        c.push_direct(direct(3), None);
+        let mut q = VecDeque::new();
+        c.take_queue(&mut q);
+        assert!(matches!(&q[0], Outbound::Text(t) if &t[..] == b"welcome"));
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn live_messages_during_replay_follow_the_backlog_without_duplicates() {
+        let c = conn(100);
+        c.begin_replay();
+        c.push_direct(direct(3), None);
+        c.push_direct(direct(4), None);
+        assert_eq!(c.queued(), 0);
+        c.end_replay(vec![direct(1), direct(2), direct(3)]);
+        assert_eq!(offsets(&c), [1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,107 @@
+//! Cross-core traffic: the messages cores send each other and the outboxes
+//! that batch them.
+//!
+//! Cores talk only through glommio's channel mesh (lock-free SPSC rings, one
+//! per ordered pair of cores, with cross-executor wake-ups). A core never
+//! awaits a send on its message path: it appends to a local outbox for the
+//! peer, and one forwarder task per peer sends the whole outbox as one batch.
+//! That keeps the path synchronous, amortizes the cross-core wake-up over a
+//! batch, and rules out the deadlock of two cores each blocked sending to
+//! the other while neither drains. Order between two cores is FIFO, which
+//! gives per-sender→recipient ordering across cores.
+
+use std::{cell::RefCell, os::fd::OwnedFd, rc::Rc, time::Instant};
+
+use bytes::Bytes;
+use glommio::channels::channel_mesh::Senders;
+
+use super::notify::Notify;
+
+/// A socket handed to the core that owns its user, after the upgrade request
+/// named the user and before the 101 response was written.
+pub struct Handoff {
+    /// The accepted socket.
+    pub fd: OwnedFd,
+    /// The user named by `userId`.
+    pub user: String,
+    /// The `resume` token, when given.
+    pub resume: Option<String>,
+    /// The 101 response to write first.
+    pub response: Vec<u8>,
+    /// Bytes read after the upgrade request (the client's first frames).
+    pub leftover: Vec<u8>,
+}
+
+/// A message from one core to another.
+pub enum CoreMsg {
+    /// Take over this socket.
+    Handoff(Box<Handoff>),
+    /// A direct message for a user the receiving core owns.
+    Direct {
+        from: Box<str>,
+        from_conn: u64,
+        to: Box<str>,
+        id: Box<str>,
+        data: Box<str>,
+        ingress: Instant,
+    },
+    /// The outcome of a `Direct`, for the sender's connection.
+    Ack {
+        user: Box<str>,
+        conn: u64,
+        id: Box<str>,
+        /// `None` when durable; else the error code and message.
+        error: Option<(&'static str, String)>,
+    },
+    /// A room message for the receiving core's matching subscribers.
+    Publish {
+        room: Box<str>,
+        envelope: Bytes,
+        ingress: Instant,
+    },
+}
+
+/// The sending side of one core: an outbox per peer, drained by forwarders.
+pub struct Mesh {
+    /// This core's id (its peer id in the channel mesh).
+    pub me: usize,
+    outboxes: Vec<RefCell<Vec<CoreMsg>>>,
+    ready: Vec<Notify>,
+}
+
+impl Mesh {
+    /// A mesh for core `me` of `cores`.
+    pub fn new(me: usize, cores: usize) -> Mesh {
+        Mesh {
+            me,
+            outboxes: (0..cores).map(|_| RefCell::default()).collect(),
+            ready: (0..cores).map(|_| Notify::default()).collect(),
+        }
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.outboxes.len()
+    }
+
+    /// Queues `msg` for core `to` (never `me`).
+    pub fn send(&self, to: usize, msg: CoreMsg) {
+        debug_assert_ne!(to, self.me);
+        self.outboxes[to].borrow_mut().push(msg);
+        self.ready[to].notify();
+    }
+
+    /// Runs the forwarder for core `to` until the channel closes.
+    pub async fn forward(self: Rc<Self>, to: usize, senders: Rc<Senders<Vec<CoreMsg>>>) {
+        loop {
+            self.ready[to].wait().await;
+            let batch = std::mem::take(&mut *self.outboxes[to].borrow_mut());
+            if batch.is_empty() {
+                continue;
+            }
+            if senders.send_to(to, batch).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The socket task of one WebSocket connection, on the core that owns it.
+//!
+//! The task alternates between three things: feeding bytes read from the
+//! socket to tungstenite's frame parser and handling the messages it yields,
+//! writing what the connection's queue holds, and waiting for either more
+//! bytes or more queued work. tungstenite runs sans-IO over [`Io`], two
+//! in-memory byte buffers; the socket is read with glommio's readiness-based
+//! `poll_read` into the core's shared scratch buffer inside a single poll,
+//! so a connection that is waiting holds no read buffer at all. Outbound
+//! frames are encoded by the node straight into the send buffer, which is
+//! released once it is written if it grew large. Per-connection memory is
+//! sized on purpose: see docs/architecture.md.
+
+use std::{
+    collections::VecDeque,
+    future::poll_fn,
+    io::{self, Read, Write},
+    os::fd::{FromRawFd, IntoRawFd},
+    pin::Pin,
+    rc::Rc,
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tungstenite::{
+    error::Error as WsError,
+    protocol::{frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig, WebSocketContext},
+    Message,
+};
+
+use crate::protocol::{
+    envelope,
+    frame::{write_close, write_frame, OP_BINARY, OP_PING, OP_TEXT},
+    ErrorCode,
+};
+
+use super::{
+    conn::{Conn, Outbound},
+    mesh::Handoff,
+    shard::Shard,
+};
+
+/// Which endpoint a connection was upgraded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/ws`: protocol v1.
+    Messaging,
+    /// `/echo`: every message is sent back as it came.
+    Echo,
+}
+
+/// tungstenite reads at most this many bytes per call from [`Io`]; it is
+/// also the initial capacity of its read buffer, the one buffer an idle
+/// connection keeps. Reads from `Io` are memory copies, so small is cheap.
+const PARSER_CHUNK: usize = 512;
+/// Buffers that grew past this are released once empty, not kept.
+const KEEP_BYTES: usize = 4096;
+
+/// The bytes between the socket and tungstenite.
+struct Io {
+    rx: Vec<u8>,
+    pos: usize,
+    tx: Vec<u8>,
+}
+
+impl Read for Io {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = &self.rx[self.pos..];
+        if avail.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Io {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Io {
+    /// Forgets consumed input; frees the buffer if it grew and is now empty.
+    fn compact(&mut self) {
+        if self.pos == self.rx.len() {
+            if self.rx.capacity() > KEEP_BYTES {
+                self.rx = Vec::new();
+            } else {
+                self.rx.clear();
+            }
+            self.pos = 0;
+        } else if self.pos > 0 {
+            self.rx.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    fn sent(&mut self) {
+        if self.tx.capacity() > KEEP_BYTES {
+            self.tx = Vec::new();
+        } else {
+            self.tx.clear();
+        }
+    }
+}
+
+/// Takes over a socket handed over by another core.
+pub fn adopt(shard: &Rc<Shard>, h: Handoff) {
+    // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`.
+    let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+    start(
+        shard,
+        stream,
+        Endpoint::Messaging,
+        h.user.into(),
+        h.resume,
+        h.response,
+        h.leftover,
+    );
+}
+
+/// Spawns the socket task of a freshly upgraded connection.
+pub fn start(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    endpoint: Endpoint,
+    user: Rc<str>,
+    resume: Option<String>,
+    response: Vec<u8>,
+    leftover: Vec<u8>,
+) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let conn = shard.new_conn(user);
+        if endpoint == Endpoint::Messaging {
+            shard.open_session(&conn, resume.as_deref()).await;
+        }
+        let io = Io {
+            rx: leftover,
+            pos: 0,
+            tx: response,
+        };
+        serve(&shard, &conn, stream, io, endpoint).await;
+        shard.close_conn(&conn).await;
+    })
+    .detach();
+}
+
+enum Flow {
+    Continue,
+    PeerClosed,
+    Fail(u16, &'static str),
+}
+
+fn config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(PARSER_CHUNK)
+        // Frames tungstenite writes itself (pongs, close replies) go straight
+        // to `Io`; our own frames never pass through it.
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+async fn serve(shard: &Shard, conn: &Rc<Conn>, mut stream: TcpStream, mut io: Io, endpoint: Endpoint) {
+    let max = match endpoint {
+        Endpoint::Messaging => shard.config.max_message_bytes,
+        Endpoint::Echo => shard.config.echo_max_message_bytes,
+    };
+    // A client that stops reading must not pin the connection forever.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(shard.config.idle_timeout_secs)));
+    let _ = stream.set_nodelay(true);
+    let mut ws = WebSocketContext::new(Role::Server, Some(config(max)));
+    let mut queue = VecDeque::new();
+    let mut closing = false;
+    let mut input = !io.rx.is_empty();
+    loop {
+        if input {
+            input = false;
+            let flow = read_frames(shard, conn, &mut ws, &mut io, endpoint).await;
+            io.compact();
+            match flow {
+                Flow::Continue => {
+                    let _ = ws.flush(&mut io);
+                }
+                Flow::PeerClosed => {
+                    let _ = ws.flush(&mut io);
+                    let _ = stream.write_all(&io.tx).await;
+                    return;
+                }
+                Flow::Fail(code, reason) => {
+                    write_close(&mut io.tx, code, reason);
+                    let _ = stream.write_all(&io.tx).await;
+                    return;
+                }
+            }
+        }
+        conn.take_queue(&mut queue);
+        if closing {
+            queue.clear();
+        }
+        for item in queue.drain(..) {
+            encode(shard, conn, item, &mut io.tx);
+        }
+        if queue.capacity() > 64 {
+            queue = VecDeque::new();
+        }
+        if !closing {
+            if let Some(req) = conn.take_close() {
+                closing = true;
+                let frame = CloseFrame {
+                    code: CloseCode::from(req.code),
+                    reason: req.reason.into(),
+                };
+                if ws.close(&mut io, Some(frame)).is_err() {
+                    write_close(&mut io.tx, req.code, req.reason);
+                }
+                let _ = ws.flush(&mut io);
+            }
+        }
+        if !io.tx.is_empty() {
+            if stream.write_all(&io.tx).await.is_err() {
+                return;
+            }
+            io.sent();
+        }
+        let deadline = conn.deadline.get();
+        let expired = || deadline != 0 && shard.clock() >= deadline;
+        if expired() {
+            return;
+        }
+        let read = poll_fn(|cx| {
+            if conn.has_work() || expired() {
+                return Poll::Ready(None);
+            }
+            conn.set_waker(cx.waker());
+            let mut scratch = shard.scratch.borrow_mut();
+            match Pin::new(&mut stream).poll_read(cx, &mut scratch) {
+                Poll::Ready(Ok(n)) => {
+                    io.rx.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Some(n))
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(Some(0)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match read {
+            Some(0) => return,
+            Some(_) => {
+                input = true;
+                conn.last_seen.set(shard.clock());
+                conn.ping_sent.set(false);
+            }
+            None => {}
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Writes one queued item as a frame.
+fn encode(shard: &Shard, conn: &Conn, item: Outbound, tx: &mut Vec<u8>) {
+    match item {
+        Outbound::Text(bytes) => write_frame(tx, OP_TEXT, &bytes),
+        Outbound::Direct {
+            offset,
+            envelope,
+            ingress,
+        } => {
+            write_frame(tx, OP_TEXT, &envelope);
+            conn.note_written(offset);
+            if let Some(t) = ingress {
+                shard.record_latency(t);
+            }
+        }
+        Outbound::Room { envelope, ingress } => {
+            write_frame(tx, OP_TEXT, &envelope);
+            shard.record_latency(ingress);
+        }
+        Outbound::Ping => write_frame(tx, OP_PING, b""),
+        Outbound::Reconnect => {
+            let token = shard.sign_token(&conn.user, conn.delivered());
+            let mut out = Vec::with_capacity(160);
+            envelope::encode_reconnect(&mut out, &token, shard.config.reconnect_after_ms);
+            write_frame(tx, OP_TEXT, &out);
+        }
+    }
+}
+
+/// Parses every complete message in `io.rx` and handles it.
+async fn read_frames(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    ws: &mut WebSocketContext,
+    io: &mut Io,
+    endpoint: Endpoint,
+) -> Flow {
+    let ingress = Instant::now();
+    loop {
+        match ws.read(io) {
+            Ok(Message::Text(text)) => match endpoint {
+                Endpoint::Echo => write_frame(&mut io.tx, OP_TEXT, text.as_bytes()),
+                Endpoint::Messaging => shard.on_text(conn, text.as_str(), ingress).await,
+            },
+            Ok(Message::Binary(data)) => match endpoint {
+                Endpoint::Echo => write_frame(&mut io.tx, OP_BINARY, &data),
+                Endpoint::Messaging => conn.push_error(
+                    ErrorCode::BinaryNotSupported.as_str(),
+                    None,
+                    "send JSON envelopes in text frames",
+                ),
+            },
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Ok(Message::Close(_)) => return Flow::PeerClosed,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Flow::PeerClosed,
+            Err(WsError::Capacity(_)) => {
+                return Flow::Fail(1009, "message too big")
+            }
+            Err(WsError::Utf8(_)) => return Flow::Fail(1007, "invalid UTF-8"),
+            Err(_) => return Flow::Fail(1002, "protocol error"),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Test harness: starts the real `shardcast-node` binary on ephemeral ports
+//! and talks to it through tungstenite's client (a stock WebSocket client)
+//! or through raw TCP for the bad-input cases.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use tungstenite::{
+    protocol::{frame::coding::CloseCode, CloseFrame},
+    stream::MaybeTlsStream,
+    Message, WebSocket,
+};
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A running node; killed when dropped.
+pub struct Node {
+    child: Child,
+    pub ws: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Node {
+    /// Starts a node with `--cores 2` and `extra` flags.
+    pub fn start(extra: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast-node"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--cores", "2", "--node-id", "test-node"])
+            .args(extra)
+            .env("SHARDCAST_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start shardcast-node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        Node {
+            ws: addr("ws="),
+            metrics: addr("metrics="),
+            child,
+        }
+    }
+
+    /// Connects `user` and reads its `welcome`.
+    pub fn connect(&self, user: &str) -> (Client, Value) {
+        let mut c = self.connect_query(&format!("userId={user}")).expect("upgrade");
+        let welcome = c.recv();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (c, welcome)
+    }
+
+    /// Connects to `/ws?{query}`.
+    pub fn connect_query(&self, query: &str) -> Result<Client, tungstenite::Error> {
+        self.connect_path(&format!("/ws?{query}"))
+    }
+
+    /// Connects to `path`.
+    pub fn connect_path(&self, path: &str) -> Result<Client, tungstenite::Error> {
+        let stream = TcpStream::connect(self.ws).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let url = format!("ws://{}{}", self.ws, path);
+        let (ws, _) = tungstenite::client(url, MaybeTlsStream::Plain(stream)).map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream"),
+        })?;
+        Ok(Client { ws })
+    }
+
+    /// One plain HTTP GET on the main port: (status line, whole response).
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        http_get(self.ws, path)
+    }
+
+    /// The Prometheus text.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics, "/metrics").1
+    }
+
+    /// The value of one metric line (exact series name with labels).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `within`).
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(t0.elapsed() < within, "node still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Raw TCP connection to the main port.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.ws).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (out.lines().next().unwrap_or_default().to_owned(), out)
+}
+
+/// A WebSocket client speaking protocol v1.
+pub struct Client {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug)]
+pub enum Ended {
+    Close(Option<CloseFrame>),
+    Reset,
+}
+
+impl Client {
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).unwrap();
+    }
+
+    /// The next JSON envelope (skips pings/pongs).
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("read a message") {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns the close frame and the
+    /// envelopes seen before it.
+    pub fn recv_until_closed(&mut self) -> (Ended, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => seen.push(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Message::Close(f)) => {
+                    // Complete the closing handshake.
+                    loop {
+                        match self.ws.read() {
+                            Ok(_) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                    return (Ended::Close(f), seen);
+                }
+                Ok(_) => {}
+                Err(_) => return (Ended::Reset, seen),
+            }
+        }
+    }
+
+    /// Sends a direct message.
+    pub fn send_direct(&mut self, to: &str, id: &str, data: Value) {
+        self.send(json!({"type":"send","to":to,"id":id,"data":data}));
+    }
+}
+
+/// The close code of `ended`, if a close frame came.
+pub fn close_code(ended: &Ended) -> Option<u16> {
+    match ended {
+        Ended::Close(Some(f)) => Some(u16::from(f.code)),
+        _ => None,
+    }
+}
+
+pub fn code_of(code: CloseCode) -> u16 {
+    code.into()
+}
