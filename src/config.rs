@@ -84,63 +84,63 @@ macro_rules! knobs {
 }
 
 knobs! {
-    /// Address of the WebSocket endpoint (`/ws`, `/echo`) and `/health`.
+    /// Address of the WebSocket endpoint (`/ws`, `/echo`) and `/health`. [default: 0.0.0.0:8080]
     listen ("SHARDCAST_LISTEN"): SocketAddr = "0.0.0.0:8080".parse().unwrap();
-    /// Address of the Prometheus endpoint (`/metrics`).
+    /// Address of the Prometheus endpoint (`/metrics`). [default: 0.0.0.0:9404]
     metrics_listen ("SHARDCAST_METRICS_LISTEN"): SocketAddr = "0.0.0.0:9404".parse().unwrap();
-    /// Number of cores (executors) to run; 0 means every online core.
+    /// Number of cores (executors) to run; 0 means every online core. [default: 0]
     cores ("SHARDCAST_CORES"): usize = 0;
-    /// This node's id, as reported in `welcome` and to the control plane.
+    /// This node's id, as reported in `welcome` and to the control plane. [default: the host name]
     node_id ("SHARDCAST_NODE_ID"): String = default_node_id();
-    /// Kafka brokers for cross-node delivery; absent: in-process relay.
+    /// Kafka brokers for cross-node delivery; absent: in-process relay. [default: none]
     kafka ("SHARDCAST_KAFKA"): String = String::new();
-    /// Redis URL for sessions and buffers; absent: in-memory store.
+    /// Redis URL for sessions and buffers; absent: in-memory store. [default: none]
     redis ("SHARDCAST_REDIS"): String = String::new();
-    /// Control-plane URL; absent: a standalone node owning every user.
+    /// Control-plane URL; absent: a standalone node owning every user. [default: none]
     control ("SHARDCAST_CONTROL"): String = String::new();
-    /// Serve `/echo`, a WebSocket echo endpoint (conformance, baselines).
+    /// Serve `/echo`, a WebSocket echo endpoint (conformance, baselines). [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     echo ("SHARDCAST_ECHO"): bool = false;
-    /// Largest message (and frame) accepted on `/ws`, in bytes; over it: close 1009.
+    /// Largest message (and frame) accepted on `/ws`, in bytes; over it: close 1009. [default: 1048576 (1 MiB)]
     max_message_bytes ("SHARDCAST_MAX_MESSAGE_BYTES"): usize = 1 << 20;
-    /// Largest message accepted on `/echo`, in bytes (conformance suites send 16 MiB).
+    /// Largest message accepted on `/echo`, in bytes (conformance suites send 16 MiB). [default: 67108864 (64 MiB)]
     echo_max_message_bytes ("SHARDCAST_ECHO_MAX_MESSAGE_BYTES"): usize = 64 << 20;
-    /// W: how many of a user's latest messages the store keeps for replay.
+    /// W: how many of a user's latest messages the store keeps for replay. [default: 256]
     buffer_messages ("SHARDCAST_BUFFER_MESSAGES"): usize = 256;
-    /// How long a user's buffer lives after its last message, in seconds.
+    /// How long a user's buffer lives after its last message, in seconds. [default: 3600]
     buffer_ttl_secs ("SHARDCAST_BUFFER_TTL_SECS"): u64 = 3600;
-    /// How long a resume token stays valid, in seconds.
+    /// How long a resume token stays valid, in seconds. [default: 3600]
     token_ttl_secs ("SHARDCAST_TOKEN_TTL_SECS"): u64 = 3600;
-    /// Messages a connection's outbound queue holds before dropping the oldest.
+    /// Messages a connection's outbound queue holds before dropping the oldest. [default: 1024]
     outbound_queue ("SHARDCAST_OUTBOUND_QUEUE"): usize = 1024;
-    /// Most WebSocket connections this node holds at once; over it: HTTP 503.
+    /// Most WebSocket connections this node holds at once; over it: HTTP 503. [default: 1,000,000]
     max_connections ("SHARDCAST_MAX_CONNECTIONS"): usize = 1_000_000;
-    /// Most handshakes per second this node accepts; over it: HTTP 503.
+    /// Most handshakes per second this node accepts; over it: HTTP 503. [default: 20,000]
     handshakes_per_sec ("SHARDCAST_HANDSHAKES_PER_SEC"): u32 = 20_000;
     /// Most messages queued across all connections of a core before new
-    /// connections are refused (the global queue-depth cap).
+    /// connections are refused (the global queue-depth cap). [default: 4,000,000]
     max_queued_per_core ("SHARDCAST_MAX_QUEUED_PER_CORE"): usize = 4_000_000;
-    /// Seconds of silence after which the node pings a client.
+    /// Seconds of silence after which the node pings a client. [default: 30]
     ping_interval_secs ("SHARDCAST_PING_INTERVAL_SECS"): u64 = 30;
-    /// Seconds of silence after which the node closes a connection (1001).
+    /// Seconds of silence after which the node closes a connection (1001). [default: 90]
     idle_timeout_secs ("SHARDCAST_IDLE_TIMEOUT_SECS"): u64 = 90;
-    /// Seconds a client has to finish its HTTP upgrade request.
+    /// Seconds a client has to finish its HTTP upgrade request. [default: 10]
     handshake_timeout_secs ("SHARDCAST_HANDSHAKE_TIMEOUT_SECS"): u64 = 10;
-    /// Seconds the node waits on SIGTERM/SIGINT for clients to leave before exiting.
+    /// Seconds the node waits on SIGTERM/SIGINT for clients to leave before exiting. [default: 10]
     drain_timeout_secs ("SHARDCAST_DRAIN_TIMEOUT_SECS"): u64 = 10;
-    /// `retryAfterMs` sent in `reconnect` envelopes (T_0 of the client backoff).
+    /// `retryAfterMs` sent in `reconnect` envelopes (T_0 of the client backoff). [default: 250]
     reconnect_after_ms ("SHARDCAST_RECONNECT_AFTER_MS"): u64 = 250;
-    /// Sustained `send` + `publish` messages per second per user.
+    /// Sustained `send` + `publish` messages per second per user. [default: 1000]
     rate_messages_per_sec ("SHARDCAST_RATE_MESSAGES_PER_SEC"): u32 = 1000;
-    /// Burst of `send` + `publish` messages per user.
+    /// Burst of `send` + `publish` messages per user. [default: 2000]
     rate_messages_burst ("SHARDCAST_RATE_MESSAGES_BURST"): u32 = 2000;
-    /// Sustained `join` + `leave` per second per user.
+    /// Sustained `join` + `leave` per second per user. [default: 50]
     rate_joins_per_sec ("SHARDCAST_RATE_JOINS_PER_SEC"): u32 = 50;
-    /// Burst of `join` + `leave` per user.
+    /// Burst of `join` + `leave` per user. [default: 100]
     rate_joins_burst ("SHARDCAST_RATE_JOINS_BURST"): u32 = 100;
-    /// Most room subscriptions one connection may hold.
+    /// Most room subscriptions one connection may hold. [default: 64]
     max_subscriptions ("SHARDCAST_MAX_SUBSCRIPTIONS"): usize = 64;
-    /// Log format: `text` or `json`.
+    /// Log format: `text` or `json`. [default: text]
     log_format ("SHARDCAST_LOG_FORMAT"): LogFormat = LogFormat::Text;
 }
 
@@ -180,10 +180,11 @@ impl NodeArgs {
         let file = match &self.config {
             None => Overrides::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
                     path: path.clone(),
                     source: Box::new(source),
@@ -285,13 +286,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut filled = 0;
     while filled < N {
         // SAFETY: the pointer and length describe the unfilled tail of `out`.
-        let n = unsafe {
-            libc::getrandom(
-                out[filled..].as_mut_ptr().cast(),
-                N - filled,
-                0,
-            )
-        };
+        let n = unsafe { libc::getrandom(out[filled..].as_mut_ptr().cast(), N - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }
@@ -338,6 +333,9 @@ mod tests {
     #[test]
     fn unsupported_backends_are_refused() {
         let args = NodeArgs::parse_from(["shardcast-node", "--redis", "redis://127.0.0.1"]);
-        assert!(matches!(args.resolve(), Err(ConfigError::Invalid { knob: "redis", .. })));
+        assert!(matches!(
+            args.resolve(),
+            Err(ConfigError::Invalid { knob: "redis", .. })
+        ));
     }
 }

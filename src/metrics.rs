@@ -137,8 +137,8 @@ pub fn latency_histogram() -> Histogram<u64> {
 
 /// Upper bounds (seconds) of the exported latency buckets.
 const BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    1.0, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
 ];
 
 /// The registry of a node: one [`CoreMetrics`] per core.
@@ -173,11 +173,21 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let w = &mut out;
-        let _ = writeln!(w, "# HELP rtc_socket_active_connections Open WebSocket connections.");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_active_connections Open WebSocket connections."
+        );
         let _ = writeln!(w, "# TYPE rtc_socket_active_connections gauge");
-        let _ = writeln!(w, "rtc_socket_active_connections {}", self.active_connections());
+        let _ = writeln!(
+            w,
+            "rtc_socket_active_connections {}",
+            self.active_connections()
+        );
 
-        let _ = writeln!(w, "# HELP rtc_socket_messages_total Messages routed, by path.");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_messages_total Messages routed, by path."
+        );
         let _ = writeln!(w, "# TYPE rtc_socket_messages_total counter");
         for (i, path) in ["local", "core"].iter().enumerate() {
             let n = self.sum(|c| &c.messages[i]);
@@ -186,22 +196,38 @@ impl Metrics {
         // No relay in a standalone node: the series exists and stays at 0.
         let _ = writeln!(w, "rtc_socket_messages_total{{path=\"relay\"}} 0");
 
-        let _ = writeln!(w, "# HELP rtc_socket_drops_total Messages not delivered, by reason.");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_drops_total Messages not delivered, by reason."
+        );
         let _ = writeln!(w, "# TYPE rtc_socket_drops_total counter");
         for (reason, name) in DROP_REASONS {
             let n = self.sum(|c| &c.drops[reason as usize]);
             let _ = writeln!(w, "rtc_socket_drops_total{{reason=\"{name}\"}} {n}");
         }
 
-        let _ = writeln!(w, "# HELP rtc_socket_reconnects_total Connections resumed with a valid token.");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_reconnects_total Connections resumed with a valid token."
+        );
         let _ = writeln!(w, "# TYPE rtc_socket_reconnects_total counter");
-        let _ = writeln!(w, "rtc_socket_reconnects_total {}", self.sum(|c| &c.reconnects));
+        let _ = writeln!(
+            w,
+            "rtc_socket_reconnects_total {}",
+            self.sum(|c| &c.reconnects)
+        );
 
-        let _ = writeln!(w, "# HELP rtc_socket_handshakes_rejected_total Upgrades refused with HTTP 503.");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_handshakes_rejected_total Upgrades refused with HTTP 503."
+        );
         let _ = writeln!(w, "# TYPE rtc_socket_handshakes_rejected_total counter");
         for (why, name) in REJECTIONS {
             let n = self.sum(|c| &c.rejected[why as usize]);
-            let _ = writeln!(w, "rtc_socket_handshakes_rejected_total{{reason=\"{name}\"}} {n}");
+            let _ = writeln!(
+                w,
+                "rtc_socket_handshakes_rejected_total{{reason=\"{name}\"}} {n}"
+            );
         }
 
         let mut merged = latency_histogram();
@@ -219,7 +245,11 @@ impl Metrics {
             let n = merged.count_between(0, (le * 1e6) as u64);
             let _ = writeln!(w, "rtc_socket_latency_seconds_bucket{{le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(w, "rtc_socket_latency_seconds_bucket{{le=\"+Inf\"}} {}", merged.len());
+        let _ = writeln!(
+            w,
+            "rtc_socket_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            merged.len()
+        );
         let _ = writeln!(
             w,
             "rtc_socket_latency_seconds_sum {}",

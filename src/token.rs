@@ -175,8 +175,8 @@ mod tests {
     fn truncated_token_is_malformed_or_forged() {
         let t = token().sign(SECRET);
         for cut in [0, 1, 10, t.len() / 2, t.len() - 1] {
-            let err = ResumeToken::verify(&t[..cut], SECRET, "alice", 1_700_000_000, 3600)
-                .unwrap_err();
+            let err =
+                ResumeToken::verify(&t[..cut], SECRET, "alice", 1_700_000_000, 3600).unwrap_err();
             assert!(
                 matches!(err, TokenError::Malformed | TokenError::BadSignature),
                 "cut {cut}: {err:?}"

@@ -283,7 +283,11 @@ mod tests {
         assert_eq!(offsets(&c), [2, 3]);
         c.note_written(2);
         c.note_written(3);
-        assert_eq!(c.delivered(), 0, "message 1 was lost: a resume must replay from 1");
+        assert_eq!(
+            c.delivered(),
+            0,
+            "message 1 was lost: a resume must replay from 1"
+        );
     }
 
     #[test]

@@ -70,7 +70,11 @@ pub fn http_response(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<
 }
 
 fn text_response(status: &str, body: &str) -> Vec<u8> {
-    http_response(status, &[("Content-Type", "text/plain; charset=utf-8")], body)
+    http_response(
+        status,
+        &[("Content-Type", "text/plain; charset=utf-8")],
+        body,
+    )
 }
 
 /// Reads one HTTP request head; `Err` carries the response to send.
@@ -107,7 +111,10 @@ pub async fn read_request(
     };
     futures_lite::future::or(read, async {
         glommio::timer::sleep(timeout).await;
-        Err(Some(text_response("408 Request Timeout", "request head too slow\n")))
+        Err(Some(text_response(
+            "408 Request Timeout",
+            "request head too slow\n",
+        )))
     })
     .await
 }
@@ -133,13 +140,21 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let path = req.uri().path();
     let endpoint = match path {
         "/health" => {
-            let status = if shard.draining.get() { "draining" } else { "ok" };
+            let status = if shard.draining.get() {
+                "draining"
+            } else {
+                "ok"
+            };
             let body = format!(
                 "{{\"status\":\"{status}\",\"node\":{},\"connections\":{}}}\n",
                 serde_json::to_string(&shard.config.node_id).unwrap_or_default(),
                 shard.metrics.active_connections()
             );
-            let code = if shard.draining.get() { "503 Service Unavailable" } else { "200 OK" };
+            let code = if shard.draining.get() {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
             let response = http_response(code, &[("Content-Type", "application/json")], &body);
             return reply(stream, response).await;
         }
@@ -188,7 +203,15 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         Endpoint::Messaging => shard_of(&user, shard.mesh.cores()),
     };
     if owner == shard.id {
-        return ws::start(&shard, stream, endpoint, user.into(), resume, response, leftover);
+        return ws::start(
+            &shard,
+            stream,
+            endpoint,
+            user.into(),
+            resume,
+            response,
+            leftover,
+        );
     }
     // SAFETY: dup returns a new descriptor that nothing else owns.
     let fd = unsafe { libc::dup(stream.as_raw_fd()) };

@@ -23,10 +23,7 @@ use std::{
     net::SocketAddr,
     os::fd::{FromRawFd, IntoRawFd},
     rc::Rc,
-    sync::{
-        atomic::AtomicBool,
-        Arc, Mutex,
-    },
+    sync::{atomic::AtomicBool, Arc, Mutex},
     time::Duration,
 };
 
@@ -36,7 +33,7 @@ use thiserror::Error;
 
 use crate::{config::Config, metrics::Metrics};
 
-pub use shard::{CLOSE_DRAIN, CLOSE_REPLACED};
+pub use shard::{unix_now, CLOSE_DRAIN, CLOSE_REPLACED};
 
 /// The core that owns `user` among `cores`: a fixed hash, the same in every
 /// process, so a hand-off always lands on the same core.
@@ -107,12 +104,16 @@ pub fn run_until(
         source,
     })?;
     let metrics_listener = bind(config.metrics_listen)?;
-    let metrics_addr = metrics_listener.local_addr().map_err(|source| NodeError::Bind {
-        addr: config.metrics_listen,
-        source,
-    })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| NodeError::Bind {
+            addr: config.metrics_listen,
+            source,
+        })?;
     if config.secret_is_ephemeral {
-        tracing::warn!("no SHARDCAST_SECRET or --secret-file: resume tokens only verify on this process");
+        tracing::warn!(
+            "no SHARDCAST_SECRET or --secret-file: resume tokens only verify on this process"
+        );
     }
     tracing::info!(cores, ws = %ws_addr, metrics = %metrics_addr, node = %config.node_id, "starting");
     let metrics = Arc::new(Metrics::new(cores));
@@ -166,7 +167,13 @@ async fn core_main(
     let (senders, mut receivers) = mesh.join().await.expect("mesh join");
     let me = senders.peer_id();
     let outbox = Rc::new(mesh::Mesh::new(me, cores));
-    let shard = Rc::new(shard::Shard::new(me, Rc::new(config), outbox.clone(), metrics, drain));
+    let shard = Rc::new(shard::Shard::new(
+        me,
+        Rc::new(config),
+        outbox.clone(),
+        metrics,
+        drain,
+    ));
     let senders = Rc::new(senders);
     for peer in (0..cores).filter(|&p| p != me) {
         glommio::spawn_local(outbox.clone().forward(peer, senders.clone())).detach();
@@ -185,9 +192,8 @@ async fn core_main(
     let listener = match first {
         Some((ws_listener, metrics_listener)) => {
             // SAFETY: the fds come from listeners we own and give up here.
-            let metrics_listener = unsafe {
-                glommio::net::TcpListener::from_raw_fd(metrics_listener.into_raw_fd())
-            };
+            let metrics_listener =
+                unsafe { glommio::net::TcpListener::from_raw_fd(metrics_listener.into_raw_fd()) };
             glommio::spawn_local(handshake::metrics_loop(shard.clone(), metrics_listener)).detach();
             unsafe { glommio::net::TcpListener::from_raw_fd(ws_listener.into_raw_fd()) }
         }
@@ -218,7 +224,9 @@ mod tests {
                 assert!(shard_of(u, n) < n);
             }
         }
-        let spread = (0..1000).filter(|i| shard_of(&format!("user-{i}"), 2) == 0).count();
+        let spread = (0..1000)
+            .filter(|i| shard_of(&format!("user-{i}"), 2) == 0)
+            .count();
         assert!((400..600).contains(&spread), "{spread}");
     }
 }

@@ -271,11 +271,12 @@ impl Shard {
             }
         }
         let subs = std::mem::take(&mut *conn.subscriptions.borrow_mut());
-        let mut rooms = self.rooms.borrow_mut();
-        for pattern in &subs {
-            rooms.unsubscribe(pattern, conn.id);
+        {
+            let mut rooms = self.rooms.borrow_mut();
+            for pattern in &subs {
+                rooms.unsubscribe(pattern, conn.id);
+            }
         }
-        drop(rooms);
         // Best effort: without the mark, the next plain connect replays more.
         let _ = self.store.set_delivered(&conn.user, conn.delivered()).await;
     }
@@ -298,7 +299,10 @@ impl Shard {
                 let owner = shard_of(&to, self.mesh.cores());
                 if owner == self.id {
                     self.counters().message(Path::Local);
-                    match self.deliver_direct(&conn.user, &to, &id, data.get(), ingress).await {
+                    match self
+                        .deliver_direct(&conn.user, &to, &id, data.get(), ingress)
+                        .await
+                    {
                         Ok(()) => conn.push_ack(&id),
                         Err(e) => self.unavailable(conn, &id, e),
                     }
@@ -382,7 +386,11 @@ impl Shard {
 
     fn rate_limited(&self, conn: &Conn, id: Option<&str>) {
         self.counters().drop(DropReason::RateLimited);
-        conn.push_error(ErrorCode::RateLimited.as_str(), id, "rate limit exceeded, slow down");
+        conn.push_error(
+            ErrorCode::RateLimited.as_str(),
+            id,
+            "rate limit exceeded, slow down",
+        );
     }
 
     fn unavailable(&self, conn: &Conn, id: &str, e: StoreError) {
@@ -551,7 +559,11 @@ impl Shard {
         for conn in conns {
             self.close_for_drain(&conn);
         }
-        tracing::info!(core = self.id, connections = self.conns.borrow().len(), "draining");
+        tracing::info!(
+            core = self.id,
+            connections = self.conns.borrow().len(),
+            "draining"
+        );
     }
 
     /// True once draining and every connection is gone (or the drain timed out).

@@ -172,7 +172,13 @@ fn config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-async fn serve(shard: &Shard, conn: &Rc<Conn>, mut stream: TcpStream, mut io: Io, endpoint: Endpoint) {
+async fn serve(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    mut stream: TcpStream,
+    mut io: Io,
+    endpoint: Endpoint,
+) {
     let max = match endpoint {
         Endpoint::Messaging => shard.config.max_message_bytes,
         Endpoint::Echo => shard.config.echo_max_message_bytes,
@@ -324,9 +330,7 @@ async fn read_frames(
             Ok(Message::Close(_)) => return Flow::PeerClosed,
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Flow::PeerClosed,
-            Err(WsError::Capacity(_)) => {
-                return Flow::Fail(1009, "message too big")
-            }
+            Err(WsError::Capacity(_)) => return Flow::Fail(1009, "message too big"),
             Err(WsError::Utf8(_)) => return Flow::Fail(1007, "invalid UTF-8"),
             Err(_) => return Flow::Fail(1002, "protocol error"),
         }

@@ -120,7 +120,11 @@ impl<'a> ClientEnvelope<'a> {
         // serde would also build the struct from a JSON array; the protocol
         // only has objects.
         if !text.trim_start().starts_with('{') {
-            return Err(err(ErrorCode::BadJson, None, "expected a JSON object".into()));
+            return Err(err(
+                ErrorCode::BadJson,
+                None,
+                "expected a JSON object".into(),
+            ));
         }
         let raw: RawEnvelope<'a> = serde_json::from_str(text).map_err(|e| {
             let code = if e.is_data() {
@@ -132,10 +136,19 @@ impl<'a> ClientEnvelope<'a> {
         })?;
         let id = raw.id.as_deref();
         let Some(kind) = raw.kind.as_deref() else {
-            return Err(err(ErrorCode::BadEnvelope, id, "missing field `type`".into()));
+            return Err(err(
+                ErrorCode::BadEnvelope,
+                id,
+                "missing field `type`".into(),
+            ));
         };
-        let missing =
-            |field: &str| err(ErrorCode::BadEnvelope, id, format!("{kind}: missing field `{field}`"));
+        let missing = |field: &str| {
+            err(
+                ErrorCode::BadEnvelope,
+                id,
+                format!("{kind}: missing field `{field}`"),
+            )
+        };
         let need_id = |raw_id: Option<Cow<'a, str>>| -> Result<Cow<'a, str>, EnvelopeError> {
             let id = raw_id.ok_or_else(|| missing("id"))?;
             if id.is_empty() || id.len() > MAX_MESSAGE_ID_LEN {
@@ -155,7 +168,11 @@ impl<'a> ClientEnvelope<'a> {
             "send" => {
                 let to = raw.to.clone().ok_or_else(|| missing("to"))?;
                 if !valid_user_id(&to) {
-                    return Err(err(ErrorCode::BadUser, id, "`to` is not a valid user id".into()));
+                    return Err(err(
+                        ErrorCode::BadUser,
+                        id,
+                        "`to` is not a valid user id".into(),
+                    ));
                 }
                 Ok(ClientEnvelope::Send {
                     to,
@@ -171,8 +188,8 @@ impl<'a> ClientEnvelope<'a> {
             }),
             "publish" => {
                 let room = raw.room.as_deref().ok_or_else(|| missing("room"))?;
-                let room =
-                    RoomName::parse(room).map_err(|e| err(ErrorCode::BadRoom, id, e.to_string()))?;
+                let room = RoomName::parse(room)
+                    .map_err(|e| err(ErrorCode::BadRoom, id, e.to_string()))?;
                 Ok(ClientEnvelope::Publish {
                     room,
                     id: need_id(raw.id.clone())?,
@@ -283,8 +300,13 @@ mod tests {
     #[test]
     fn send_parses_and_keeps_data_verbatim() {
         let e = parse(r#"{"type":"send","to":"bob","id":"m1","data":{"a": [1, 2.50]}}"#).unwrap();
-        let ClientEnvelope::Send { to, id, data } = e else { panic!() };
-        assert_eq!((&*to, &*id, data.get()), ("bob", "m1", r#"{"a": [1, 2.50]}"#));
+        let ClientEnvelope::Send { to, id, data } = e else {
+            panic!()
+        };
+        assert_eq!(
+            (&*to, &*id, data.get()),
+            ("bob", "m1", r#"{"a": [1, 2.50]}"#)
+        );
     }
 
     #[test]
@@ -299,8 +321,14 @@ mod tests {
 
     #[test]
     fn join_leave_publish_parse() {
-        assert!(matches!(parse(r#"{"type":"join","room":"chat.*"}"#), Ok(ClientEnvelope::Join { .. })));
-        assert!(matches!(parse(r#"{"type":"leave","room":"chat.*"}"#), Ok(ClientEnvelope::Leave { .. })));
+        assert!(matches!(
+            parse(r#"{"type":"join","room":"chat.*"}"#),
+            Ok(ClientEnvelope::Join { .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"leave","room":"chat.*"}"#),
+            Ok(ClientEnvelope::Leave { .. })
+        ));
         assert!(matches!(
             parse(r#"{"type":"publish","room":"chat.lobby","id":"m2","data":1}"#),
             Ok(ClientEnvelope::Publish { .. })
@@ -322,13 +350,25 @@ mod tests {
 
     #[test]
     fn wrong_types_and_missing_fields_are_bad_envelope() {
-        assert_eq!(code(r#"{"type":"send","to":7,"id":"m"}"#), ErrorCode::BadEnvelope);
+        assert_eq!(
+            code(r#"{"type":"send","to":7,"id":"m"}"#),
+            ErrorCode::BadEnvelope
+        );
         assert_eq!(code(r#"{"type":1}"#), ErrorCode::BadEnvelope);
         assert_eq!(code(r#"{"to":"bob"}"#), ErrorCode::BadEnvelope);
         assert_eq!(code(r#"{"type":"send","id":"m"}"#), ErrorCode::BadEnvelope);
-        assert_eq!(code(r#"{"type":"send","to":"bob"}"#), ErrorCode::BadEnvelope);
-        assert_eq!(code(r#"{"type":"send","to":"bob","id":""}"#), ErrorCode::BadEnvelope);
-        assert_eq!(code(r#"{"type":"publish","room":"a","data":1}"#), ErrorCode::BadEnvelope);
+        assert_eq!(
+            code(r#"{"type":"send","to":"bob"}"#),
+            ErrorCode::BadEnvelope
+        );
+        assert_eq!(
+            code(r#"{"type":"send","to":"bob","id":""}"#),
+            ErrorCode::BadEnvelope
+        );
+        assert_eq!(
+            code(r#"{"type":"publish","room":"a","data":1}"#),
+            ErrorCode::BadEnvelope
+        );
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadEnvelope);
     }
 
@@ -342,9 +382,15 @@ mod tests {
     #[test]
     fn unknown_type_and_bad_names() {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"send","to":"b o b","id":"m"}"#), ErrorCode::BadUser);
+        assert_eq!(
+            code(r#"{"type":"send","to":"b o b","id":"m"}"#),
+            ErrorCode::BadUser
+        );
         assert_eq!(code(r#"{"type":"join","room":"a..b"}"#), ErrorCode::BadRoom);
-        assert_eq!(code(r#"{"type":"publish","room":"chat.*","id":"m"}"#), ErrorCode::BadRoom);
+        assert_eq!(
+            code(r#"{"type":"publish","room":"chat.*","id":"m"}"#),
+            ErrorCode::BadRoom
+        );
     }
 
     #[test]

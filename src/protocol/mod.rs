@@ -34,7 +34,14 @@ mod tests {
 
     #[test]
     fn user_ids() {
-        for ok in ["bob", "u-1", "a.b@c.d", "urn:user:7", "x+y=z", &"a".repeat(128)] {
+        for ok in [
+            "bob",
+            "u-1",
+            "a.b@c.d",
+            "urn:user:7",
+            "x+y=z",
+            &"a".repeat(128),
+        ] {
             assert!(valid_user_id(ok), "{ok}");
         }
         for bad in ["", "a b", "a/b", "é", "a\"b", "a\nb", &"a".repeat(129)] {

@@ -164,13 +164,28 @@ mod tests {
             for _ in 0..5 {
                 s.append("a", env).await.unwrap();
             }
-            let all: Vec<u64> = s.read_after("a", 0).await.unwrap().iter().map(|m| m.offset).collect();
+            let all: Vec<u64> = s
+                .read_after("a", 0)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.offset)
+                .collect();
             assert_eq!(all, [3, 4, 5]);
-            let tail: Vec<u64> = s.read_after("a", 4).await.unwrap().iter().map(|m| m.offset).collect();
+            let tail: Vec<u64> = s
+                .read_after("a", 4)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.offset)
+                .collect();
             assert_eq!(tail, [5]);
             assert!(s.read_after("a", 5).await.unwrap().is_empty());
             assert!(s.read_after("nobody", 0).await.unwrap().is_empty());
-            assert_eq!(s.read_after("a", 3).await.unwrap()[0].envelope, Bytes::from("m4"));
+            assert_eq!(
+                s.read_after("a", 3).await.unwrap()[0].envelope,
+                Bytes::from("m4")
+            );
         });
     }
 

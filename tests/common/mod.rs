@@ -60,7 +60,9 @@ impl Node {
 
     /// Connects `user` and reads its `welcome`.
     pub fn connect(&self, user: &str) -> (Client, Value) {
-        let mut c = self.connect_query(&format!("userId={user}")).expect("upgrade");
+        let mut c = self
+            .connect_query(&format!("userId={user}"))
+            .expect("upgrade");
         let welcome = c.recv();
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         (c, welcome)
@@ -74,13 +76,16 @@ impl Node {
     /// Connects to `path`.
     pub fn connect_path(&self, path: &str) -> Result<Client, tungstenite::Error> {
         let stream = TcpStream::connect(self.ws).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         let url = format!("ws://{}{}", self.ws, path);
-        let (ws, _) = tungstenite::client(url, MaybeTlsStream::Plain(stream)).map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream"),
-        })?;
+        let (ws, _) =
+            tungstenite::client(url, MaybeTlsStream::Plain(stream)).map_err(|e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream"),
+            })?;
         Ok(Client { ws })
     }
 
@@ -180,12 +185,7 @@ impl Client {
                 Ok(Message::Text(t)) => seen.push(serde_json::from_str(t.as_str()).unwrap()),
                 Ok(Message::Close(f)) => {
                     // Complete the closing handshake.
-                    loop {
-                        match self.ws.read() {
-                            Ok(_) => continue,
-                            Err(_) => break,
-                        }
-                    }
+                    while self.ws.read().is_ok() {}
                     return (Ended::Close(f), seen);
                 }
                 Ok(_) => {}

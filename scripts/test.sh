@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script):
+#   1. formatting and clippy, warnings as errors;
+#   2. every unit and integration test of the workspace (the integration
+#      tests start the real shardcast-node binary on ephemeral ports);
+#   3. the Autobahn TestSuite against a node's /echo endpoint (skipped with
+#      SHARDCAST_SKIP_AUTOBAHN=1, or when ../shared/tools is not beside the repo).
+# Needs only a Rust toolchain; it installs whatever else the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+AUTOBAHN=../shared/tools/run-autobahn.sh
+if [ "${SHARDCAST_SKIP_AUTOBAHN:-0}" = 1 ] || [ ! -f "$AUTOBAHN" ]; then
+  step "autobahn: skipped"
+  exit 0
+fi
+step "autobahn fuzzingclient against /echo (excluding 12.*, 13.*: permessage-deflate)"
+cargo build --release --bin shardcast-node
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+./target/release/shardcast-node --listen "127.0.0.1:$PORT" --metrics-listen 127.0.0.1:0 \
+  --cores 2 --echo >/dev/null 2>target/autobahn-node.log &
+NODE=$!
+trap 'kill $NODE 2>/dev/null || true' EXIT
+bash "$AUTOBAHN" -x '12.*,13.*' -o target/autobahn "ws://127.0.0.1:$PORT/echo"
