@@ -28,8 +28,9 @@ fi
 step "autobahn fuzzingclient against /echo (excluding 12.*, 13.*: permessage-deflate)"
 cargo build --release --bin shardcast-node
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-./target/release/shardcast-node --listen "127.0.0.1:$PORT" --metrics-listen 127.0.0.1:0 \
-  --cores 2 --echo >/dev/null 2>target/autobahn-node.log &
+TARGET="${CARGO_TARGET_DIR:-target}"
+"$TARGET/release/shardcast-node" --listen "127.0.0.1:$PORT" --metrics-listen 127.0.0.1:0 \
+  --cores 2 --echo >/dev/null 2>"$TARGET/autobahn-node.log" &
 NODE=$!
 trap 'kill $NODE 2>/dev/null || true' EXIT
-bash "$AUTOBAHN" -x '12.*,13.*' -o target/autobahn "ws://127.0.0.1:$PORT/echo"
+bash "$AUTOBAHN" -x '12.*,13.*' -o "$TARGET/autobahn" "ws://127.0.0.1:$PORT/echo"

@@ -1,0 +1,79 @@
+//! Configuration layers on the real binary: environment variables and a
+//! TOML file, with flags on top.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+/// Starts the node with `args`/`env`, reads the listening line, connects one
+/// user and returns its `welcome.node`.
+fn node_id_seen(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast-node"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+        ])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ws="))
+        .unwrap()
+        .to_owned();
+    let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/ws?userId=a")).unwrap();
+    let welcome: serde_json::Value =
+        serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    welcome["node"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn environment_sets_a_knob() {
+    assert_eq!(
+        node_id_seen(&[], &[("SHARDCAST_NODE_ID", "from-env")]),
+        "from-env"
+    );
+}
+
+#[test]
+fn config_file_sets_a_knob_and_flags_win() {
+    let path = std::env::temp_dir().join(format!("shardcast-it-{}.toml", std::process::id()));
+    std::fs::write(&path, "node-id = \"from-file\"\n").unwrap();
+    let file = path.to_str().unwrap();
+    assert_eq!(node_id_seen(&["--config", file], &[]), "from-file");
+    assert_eq!(
+        node_id_seen(&["--config", file, "--node-id", "from-flag"], &[]),
+        "from-flag"
+    );
+    assert_eq!(
+        node_id_seen(&["--config", file], &[("SHARDCAST_NODE_ID", "from-env")]),
+        "from-env",
+        "environment beats the file"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_2_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardcast-node"))
+        .args(["--max-message-bytes", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-message-bytes"));
+}
