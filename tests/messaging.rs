@@ -230,13 +230,20 @@ fn leave_stops_delivery() {
 #[test]
 fn second_connection_of_a_user_replaces_the_first_with_4001() {
     let node = Node::start(&[]);
+    let (mut alice, _) = node.connect("alice");
     let (mut first, _) = node.connect("erin");
-    let (mut second, _) = node.connect("erin");
+    alice.send_direct("erin", "m0", json!(0));
+    assert_eq!(alice.recv()["type"], "ack");
+    assert_eq!(first.recv()["id"], "m0");
+    let (mut second, welcome) = node.connect("erin");
+    assert_eq!(
+        welcome["offset"], 1,
+        "starts after what the first connection was sent"
+    );
     let (ended, _) = first.recv_until_closed();
     assert_eq!(close_code(&ended), Some(4001));
-    let (mut alice, _) = node.connect("alice");
     alice.send_direct("erin", "m1", json!(1));
-    assert_eq!(second.recv()["id"], "m1");
+    assert_eq!(second.recv()["id"], "m1", "m0 is not replayed");
 }
 
 #[test]

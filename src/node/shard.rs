@@ -200,17 +200,21 @@ impl Shard {
             }
             None => None,
         };
-        if let Some(old) = self.users.borrow_mut().insert(user.clone(), conn.clone()) {
+        let replaced = self.users.borrow_mut().insert(user.clone(), conn.clone());
+        // The older connection records its delivered mark only when it
+        // closes; a plain reconnect starts after what it has written so far.
+        let replaced_mark = replaced.map_or(0, |old| {
             old.request_close(CloseRequest {
                 code: CLOSE_REPLACED,
                 reason: "replaced by a newer connection",
             });
-        }
+            old.delivered()
+        });
         conn.begin_replay();
         let result: Result<(), StoreError> = async {
             let after = match &token {
                 Some(t) => t.offset,
-                None => self.store.delivered(&user).await?,
+                None => self.store.delivered(&user).await?.max(replaced_mark),
             };
             conn.set_delivered(after);
             let signed = self.sign_token(&user, after);
