@@ -1,0 +1,454 @@
+//! `direct` and `storm`: users in pairs sending each other direct messages.
+//!
+//! User `2k` and `2k+1` form a pair; each sends to the other, so a pair is
+//! two flows, each with its own sequence. Both users of a pair live on the
+//! same core and connect to the same target (standalone nodes do not relay
+//! to each other), so a flow's sender counter and receiver [`FlowRx`] are
+//! plain data of one core and the accounting is exact.
+//!
+//! Sending is open loop at the core's share of `--rate` (round-robin over its
+//! users, latency from the intended time), or closed loop with `--rate 0`
+//! (each delivery triggers the flow's next message).
+//!
+//! A user whose connection drops without loadgen asking (a drain's 1012, a
+//! reset) reconnects with the contract's backoff and its latest resume token,
+//! as a real client would. `storm` adds waves that disconnect a fraction of
+//! the users on purpose and reconnect them the same way (`--resume` decides
+//! whether they present their token).
+
+use super::connect::count_end;
+use super::{close_all, drain, open_session, pause_until, ramp, record_lag, record_send};
+use crate::accounting::{Arrival, FlowRx};
+use crate::backoff::Backoff;
+use crate::cli::{DirectArgs, StormArgs};
+use crate::clock;
+use crate::envelope::{
+    message_id, padding, parse_message_id, ClientEnvelope, Probe, ServerEnvelope, UserNames,
+};
+use crate::pacer::Pacer;
+use crate::plan::units_of_core;
+use crate::runtime::CoreCtx;
+use crate::ws::session::Welcome;
+use crate::ws::{Conn, Next};
+use rand::{rngs::SmallRng, SeedableRng};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+#[derive(Default)]
+struct User {
+    conn: Option<Rc<Conn>>,
+    /// Bumped on every new connection, so a stale read loop ending late does
+    /// not clear its successor.
+    epoch: u32,
+    token: Option<String>,
+    retry_after_ms: Option<u64>,
+    reconnecting: bool,
+    /// As sender: messages sent to the partner (= next sequence number).
+    sent: u64,
+    /// As receiver: the flow from the partner.
+    rx: FlowRx,
+}
+
+struct PairCore {
+    ctx: Rc<CoreCtx>,
+    names: UserNames,
+    /// Global index of local user 0 (always even).
+    first: u64,
+    users: RefCell<Vec<User>>,
+    pad: String,
+    refill: Cell<bool>,
+    outstanding: Cell<u64>,
+    open: Cell<usize>,
+    /// Reconnects allowed (false once the run is over).
+    accepting: Cell<bool>,
+    backoff: Backoff,
+    rng: RefCell<SmallRng>,
+}
+
+impl PairCore {
+    fn target_and_source(&self, u: usize) -> (&crate::target::Target, Option<std::net::IpAddr>) {
+        let global = self.first + u as u64;
+        (
+            self.ctx.plan.target_for(global / 2),
+            self.ctx.plan.source_for(global),
+        )
+    }
+
+    fn install(self: &Rc<Self>, u: usize, conn: Rc<Conn>, welcome: Welcome) {
+        let epoch = {
+            let mut users = self.users.borrow_mut();
+            let user = &mut users[u];
+            user.conn = Some(Rc::clone(&conn));
+            user.epoch += 1;
+            if welcome.resume_token.is_some() {
+                user.token = welcome.resume_token;
+            }
+            user.epoch
+        };
+        self.open.set(self.open.get() + 1);
+        let core = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let end = conn.run(|payload, _| core.on_message(u, payload)).await;
+            core.open.set(core.open.get() - 1);
+            {
+                let mut users = core.users.borrow_mut();
+                if users[u].epoch == epoch {
+                    users[u].conn = None;
+                }
+            }
+            count_end(&core.ctx, &conn, &end);
+            if !conn.closed_by_us() && core.accepting.get() {
+                core.spawn_reconnect(u, true, clock::now_ns());
+            }
+        })
+        .detach();
+    }
+
+    /// Sends user `u`'s next message to its partner, intended at `t`.
+    fn send(&self, u: usize, t: u64) -> bool {
+        let (conn, seq) = {
+            let users = self.users.borrow();
+            (users[u].conn.clone(), users[u].sent)
+        };
+        let r = conn.map(|c| {
+            let to = self.names.name(self.first + (u ^ 1) as u64);
+            let id = message_id(self.first + u as u64, seq);
+            c.send_text_with(|buf| {
+                ClientEnvelope::Send {
+                    to: &to,
+                    id: &id,
+                    data: Probe {
+                        t,
+                        s: seq,
+                        p: self.pad.as_str().into(),
+                    },
+                }
+                .write_to(buf)
+            })
+        });
+        let sent = record_send(&self.ctx, r);
+        if sent {
+            self.users.borrow_mut()[u].sent += 1;
+            self.outstanding.set(self.outstanding.get() + 1);
+        }
+        sent
+    }
+
+    fn on_message(&self, r: usize, payload: &[u8]) -> Next {
+        let now = clock::now_ns();
+        let Ok(env) = ServerEnvelope::parse(payload) else {
+            self.ctx.stats().error("bad_json");
+            return Next::Continue;
+        };
+        match &*env.kind {
+            "msg" => self.on_msg(r, &env, now),
+            "ack" => self.ctx.stats().counters.acked += 1,
+            "error" => self.on_error(&env),
+            "reconnect" => {
+                let mut users = self.users.borrow_mut();
+                if env.resume_token.is_some() {
+                    users[r].token = env.resume_token;
+                }
+                users[r].retry_after_ms = env.retry_after_ms;
+            }
+            _ => self.ctx.stats().error("unexpected_envelope"),
+        }
+        Next::Continue
+    }
+
+    fn on_msg(&self, r: usize, env: &ServerEnvelope<'_>, now: u64) {
+        let sender = r ^ 1;
+        let partner = self.first + sender as u64;
+        let from = env.from.as_deref().and_then(|f| self.names.index(f));
+        let id = env.id.as_deref().and_then(parse_message_id);
+        let (Some(probe), true) = (env.probe(), from == Some(partner)) else {
+            self.ctx.stats().error("unexpected_message");
+            return;
+        };
+        if id != Some((partner, probe.s)) {
+            self.ctx.stats().error("id_mismatch");
+            return;
+        }
+        let arrival = {
+            let mut users = self.users.borrow_mut();
+            if probe.s >= users[sender].sent {
+                drop(users);
+                self.ctx.stats().error("unexpected_message");
+                return;
+            }
+            users[r].rx.on_receive(probe.s)
+        };
+        {
+            let mut s = self.ctx.stats();
+            match arrival {
+                Arrival::Duplicate => s.counters.duplicated += 1,
+                a => {
+                    s.counters.received += 1;
+                    s.counters.reordered += u64::from(a == Arrival::Reordered);
+                    s.latency.record(clock::elapsed_us(probe.t, now));
+                }
+            }
+        }
+        if arrival != Arrival::Duplicate {
+            self.outstanding.set(self.outstanding.get() - 1);
+            if self.refill.get() {
+                self.send(sender, now);
+            }
+        }
+    }
+
+    fn on_error(&self, env: &ServerEnvelope<'_>) {
+        let code = env.code.as_deref().unwrap_or("unknown");
+        self.ctx.stats().error(&format!("server_{code}"));
+        let Some((sender, seq)) = env.id.as_deref().and_then(parse_message_id) else {
+            return;
+        };
+        let Some(su) = sender.checked_sub(self.first).map(|v| v as usize) else {
+            return;
+        };
+        let mut users = self.users.borrow_mut();
+        if su >= users.len() || seq >= users[su].sent {
+            return;
+        }
+        if users[su ^ 1].rx.on_reject(seq) {
+            drop(users);
+            self.ctx.stats().counters.rejected += 1;
+            self.outstanding.set(self.outstanding.get() - 1);
+        }
+    }
+
+    /// Reconnects user `u` with backoff until it succeeds or the run ends.
+    fn spawn_reconnect(self: &Rc<Self>, u: usize, resume: bool, since_ns: u64) {
+        {
+            let mut users = self.users.borrow_mut();
+            if users[u].reconnecting {
+                return;
+            }
+            users[u].reconnecting = true;
+        }
+        let core = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let mut k = 0u32;
+            while core.accepting.get() {
+                // A draining node's `retryAfterMs` is its T_0 (docs/protocol.md).
+                let hint = core.users.borrow()[u].retry_after_ms;
+                let backoff = match hint {
+                    Some(ms) => Backoff {
+                        base: Duration::from_millis(ms),
+                        ..core.backoff
+                    },
+                    None => core.backoff,
+                };
+                let delay = backoff.delay(k, &mut *core.rng.borrow_mut());
+                glommio::timer::sleep(delay).await;
+                if !core.accepting.get() {
+                    break;
+                }
+                let token = if resume {
+                    core.users.borrow()[u].token.clone()
+                } else {
+                    None
+                };
+                let name = core.names.name(core.first + u as u64);
+                let (target, source) = core.target_and_source(u);
+                if let Some((conn, w)) =
+                    open_session(&core.ctx, target, &name, token.as_deref(), source, true).await
+                {
+                    if !core.accepting.get() {
+                        conn.close(1000); // the run ended while we connected
+                        break;
+                    }
+                    core.ctx
+                        .stats()
+                        .recovery_latency
+                        .record(clock::elapsed_us(since_ns, clock::now_ns()));
+                    core.users.borrow_mut()[u].retry_after_ms = None;
+                    core.install(u, conn, w);
+                    break;
+                }
+                k += 1;
+            }
+            core.users.borrow_mut()[u].reconnecting = false;
+        })
+        .detach();
+    }
+
+    /// One storm wave: disconnect `fraction` of this core's users.
+    fn wave(self: &Rc<Self>, fraction: f64, resume: bool, abrupt: bool) {
+        let n = self.users.borrow().len();
+        let count = ((n as f64 * fraction).round() as usize).min(n);
+        let picked = rand::seq::index::sample(&mut *self.rng.borrow_mut(), n, count);
+        let now = clock::now_ns();
+        for u in picked {
+            let Some(conn) = self.users.borrow_mut()[u].conn.take() else {
+                continue; // still reconnecting from an earlier wave
+            };
+            self.ctx.stats().counters.disconnects += 1;
+            if abrupt {
+                conn.abort();
+            } else {
+                conn.close(1000);
+            }
+            self.spawn_reconnect(u, resume, now);
+        }
+    }
+
+    fn all_conns(&self) -> Vec<Rc<Conn>> {
+        self.users
+            .borrow()
+            .iter()
+            .filter_map(|u| u.conn.clone())
+            .collect()
+    }
+
+    fn account(&self) {
+        let users = self.users.borrow();
+        let mut s = self.ctx.stats();
+        for (u, user) in users.iter().enumerate() {
+            s.counters.lost += users[u ^ 1].rx.lost(user.sent);
+            s.counters.expected += user.sent;
+        }
+    }
+}
+
+/// Connects this core's pairs and returns the core state.
+async fn setup(ctx: &Rc<CoreCtx>, payload_bytes: usize, backoff: Backoff) -> Rc<PairCore> {
+    let plan = &ctx.plan;
+    let pairs = units_of_core(
+        &plan.scenario,
+        ctx.global_core as u64,
+        plan.total_cores() as u64,
+    );
+    let n = 2 * (pairs.end - pairs.start) as usize;
+    let core = Rc::new(PairCore {
+        ctx: Rc::clone(ctx),
+        names: UserNames::new(&plan.run_id),
+        first: 2 * pairs.start,
+        users: RefCell::new((0..n).map(|_| User::default()).collect()),
+        pad: padding(payload_bytes),
+        refill: Cell::new(false),
+        outstanding: Cell::new(0),
+        open: Cell::new(0),
+        accepting: Cell::new(true),
+        backoff,
+        rng: RefCell::new(SmallRng::seed_from_u64(
+            ctx.global_core as u64 ^ clock::now_ns(),
+        )),
+    });
+    ramp(ctx, n, |u| {
+        let core = Rc::clone(&core);
+        async move {
+            let name = core.names.name(core.first + u as u64);
+            let (target, source) = core.target_and_source(u);
+            let (conn, w) = open_session(&core.ctx, target, &name, None, source, false).await?;
+            core.install(u, conn, w);
+            Some(())
+        }
+    })
+    .await;
+    core
+}
+
+/// Sends for the measured phase: open loop at `rate × share`, or closed loop.
+async fn generate(
+    core: &Rc<PairCore>,
+    go: u64,
+    end: u64,
+    rate: f64,
+    total_users: u64,
+    window: u32,
+) {
+    let ctx = &core.ctx;
+    let n = core.users.borrow().len();
+    if n == 0 {
+        ctx.sleep_until(end).await;
+        return;
+    }
+    if rate > 0.0 {
+        let mut pacer = Pacer::new(go, end, rate * n as f64 / total_users as f64);
+        let mut next = 0usize;
+        loop {
+            while let Some(t) = pacer.pop_due(clock::now_ns()) {
+                if core.send(next, t) {
+                    record_lag(ctx, t);
+                }
+                next = (next + 1) % n;
+            }
+            match pacer.next_due() {
+                Some(t) if pause_until(ctx, t).await => {}
+                _ => break,
+            }
+        }
+    } else {
+        core.refill.set(true);
+        let now = clock::now_ns();
+        for u in 0..n {
+            for _ in 0..window.max(1) {
+                core.send(u, now);
+            }
+        }
+        ctx.sleep_until(end).await;
+        core.refill.set(false);
+    }
+}
+
+async fn finish(core: &Rc<PairCore>) {
+    let ctx = &core.ctx;
+    core.refill.set(false);
+    drain(ctx, ctx.plan.drain_timeout(), || {
+        core.outstanding.get() == 0
+    })
+    .await;
+    core.accepting.set(false);
+    core.account();
+    close_all(&core.all_conns(), || core.open.get()).await;
+}
+
+/// Default backoff for users of `direct` that the server disconnects.
+const DIRECT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(10),
+    jitter: Duration::from_millis(100),
+};
+
+/// Runs the `direct` scenario on this core.
+pub async fn run_direct(ctx: &Rc<CoreCtx>, args: &DirectArgs) {
+    let core = setup(ctx, args.payload_bytes, DIRECT_BACKOFF).await;
+    ctx.ready();
+    if let Some(go) = ctx.wait_go().await {
+        let end = go + ctx.plan.duration().as_nanos() as u64;
+        generate(&core, go, end, args.rate, args.users, args.window).await;
+    }
+    finish(&core).await;
+}
+
+/// Runs the `storm` scenario on this core.
+pub async fn run_storm(ctx: &Rc<CoreCtx>, args: &StormArgs) {
+    let backoff = Backoff {
+        base: Duration::from_millis(args.backoff_base_ms),
+        max: Duration::from_millis(args.backoff_max_ms),
+        jitter: Duration::from_millis(args.backoff_jitter_ms),
+    };
+    let core = setup(ctx, args.payload_bytes, backoff).await;
+    ctx.ready();
+    if let Some(go) = ctx.wait_go().await {
+        let dur = ctx.plan.duration().as_nanos() as u64;
+        let end = go + dur;
+        let waves = {
+            let (core, args) = (Rc::clone(&core), args.clone());
+            glommio::spawn_local(async move {
+                for w in 0..args.waves as u64 {
+                    let at = go + dur * (w + 1) / (args.waves as u64 + 1);
+                    if !core.ctx.sleep_until(at).await {
+                        break;
+                    }
+                    core.wave(args.wave_fraction, args.resume, args.abrupt);
+                }
+            })
+        };
+        generate(&core, go, end, args.rate, args.users, 1).await;
+        waves.await;
+    }
+    finish(&core).await;
+}

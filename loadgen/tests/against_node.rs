@@ -1,0 +1,302 @@
+//! loadgen against a real `shardcast-node` on ephemeral loopback ports.
+//!
+//! The node binary is found through `SHARDCAST_NODE_BIN`, else the newest of
+//! `$CARGO_TARGET_DIR/{release,debug}/shardcast-node` and
+//! `<workspace>/target/{release,debug}/shardcast-node`. These tests do not
+//! build it (the workspace build does, before any test runs) and fail loudly
+//! when it is missing.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+const SECRET: &str = "loadgen-integration-secret-0123456789";
+
+/// Every field issue 4 requires in the JSON report.
+const REQUIRED_FIELDS: &[&str] = &[
+    "/scenario",
+    "/duration_s",
+    "/connections/target",
+    "/connections/established",
+    "/connections/failed",
+    "/messages/sent",
+    "/messages/received",
+    "/messages/lost",
+    "/messages/duplicated",
+    "/messages/reordered",
+    "/throughput/msgs_per_sec",
+    "/latency_us/p50",
+    "/latency_us/p90",
+    "/latency_us/p99",
+    "/latency_us/p999",
+    "/latency_us/max",
+    "/connect_latency_us/p50",
+    "/connect_latency_us/p99",
+    "/connect_latency_us/max",
+    "/server_rss_bytes",
+    "/errors",
+];
+
+fn node_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHARDCAST_NODE_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "SHARDCAST_NODE_BIN={} does not exist",
+            p.display()
+        );
+        return p;
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut dirs = vec![workspace.join("target")];
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        dirs.insert(0, PathBuf::from(t));
+    }
+    let candidates: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join("shardcast-node")))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates
+        .into_iter()
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "shardcast-node binary not found: build the workspace first \
+                 (cargo build --release --bin shardcast-node) or set SHARDCAST_NODE_BIN"
+            )
+        })
+}
+
+/// A running node, killed on drop.
+struct Node {
+    child: Child,
+    ws: String,
+}
+
+impl Node {
+    fn start() -> Node {
+        let bin = node_binary();
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--cores", "2", "--echo"])
+            .env("SHARDCAST_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        // The node's first stdout line: "listening ws=ADDR metrics=ADDR".
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the node's listening line");
+        let ws = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ws="))
+            .unwrap_or_else(|| panic!("no ws= in {line:?}"))
+            .to_string();
+        Node { child, ws }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs loadgen with `args` (plus `--report`) and returns the parsed report.
+fn loadgen(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--report")
+        .arg(&report)
+        .arg("--quiet")
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "loadgen failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let text = std::fs::read_to_string(&report).expect("report written");
+    println!("{stdout}");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+fn u(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing in {v:#}"))
+}
+
+fn assert_sane_latency(r: &Value) {
+    let (p50, p90, p99, p999, max) = (
+        u(r, "/latency_us/p50"),
+        u(r, "/latency_us/p90"),
+        u(r, "/latency_us/p99"),
+        u(r, "/latency_us/p999"),
+        u(r, "/latency_us/max"),
+    );
+    assert!(
+        p50 >= 1 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
+        "{r:#}"
+    );
+    // Loopback on a shared 2-core machine, possibly a debug node: generous.
+    assert!(p50 < 100_000, "p50 {p50} µs");
+    assert!(p99 < 1_000_000, "p99 {p99} µs");
+}
+
+#[test]
+fn direct_against_one_node_loses_and_reorders_nothing() {
+    let node = Node::start();
+    let target = format!("ws://{}/ws", node.ws);
+    let r = loadgen(&[
+        "direct",
+        "--target",
+        &target,
+        "--duration",
+        "3",
+        "--users",
+        "300",
+        "--rate",
+        "1500",
+        "--server-pid",
+        &node.pid(),
+    ]);
+    for f in REQUIRED_FIELDS {
+        assert!(r.pointer(f).is_some(), "report lacks {f}");
+    }
+    assert_eq!(r["scenario"], "direct");
+    assert_eq!(r["interrupted"], false);
+    assert_eq!(u(&r, "/connections/established"), 300);
+    assert_eq!(u(&r, "/connections/failed"), 0);
+    assert_eq!(u(&r, "/messages/lost"), 0, "{r:#}");
+    assert_eq!(u(&r, "/messages/reordered"), 0, "{r:#}");
+    assert_eq!(u(&r, "/messages/duplicated"), 0, "{r:#}");
+    let sent = u(&r, "/messages/sent");
+    assert!(
+        sent >= 4_000,
+        "open loop at 1500/s for 3 s sent only {sent}"
+    );
+    assert_eq!(u(&r, "/messages/received"), sent);
+    assert_eq!(u(&r, "/messages/expected"), sent);
+    assert_eq!(u(&r, "/latency_us/count"), sent);
+    assert!(u(&r, "/server_rss_bytes") > 0);
+    assert_sane_latency(&r);
+}
+
+#[test]
+fn two_workers_merge_into_exact_totals() {
+    let node = Node::start();
+    let target = format!("ws://{}/ws", node.ws);
+    let r = loadgen(&[
+        "direct",
+        "--target",
+        &target,
+        "--duration",
+        "3",
+        "--users",
+        "200",
+        "--rate",
+        "1000",
+        "--workers",
+        "2",
+        "--cores",
+        "1",
+    ]);
+    assert_eq!(u(&r, "/workers"), 2);
+    let workers = r["per_worker"].as_array().expect("per_worker");
+    assert_eq!(workers.len(), 2);
+    for (field, total) in [
+        ("established", "/connections/established"),
+        ("failed", "/connections/failed"),
+        ("sent", "/messages/sent"),
+        ("received", "/messages/received"),
+        ("lost", "/messages/lost"),
+        ("duplicated", "/messages/duplicated"),
+        ("reordered", "/messages/reordered"),
+        ("latency_count", "/latency_us/count"),
+    ] {
+        let sum: u64 = workers.iter().map(|w| w[field].as_u64().unwrap()).sum();
+        assert_eq!(sum, u(&r, total), "{field}: per-worker sum vs merged total");
+    }
+    // Both workers did real work, and together everything arrived.
+    for w in workers {
+        assert_eq!(w["established"].as_u64(), Some(100), "{w}");
+        assert!(w["sent"].as_u64().unwrap() > 1_000, "{w}");
+    }
+    assert_eq!(u(&r, "/messages/lost"), 0, "{r:#}");
+    assert_eq!(u(&r, "/messages/received"), u(&r, "/messages/sent"));
+    assert_sane_latency(&r);
+}
+
+#[test]
+fn closed_loop_echo_round_trips_every_message() {
+    let node = Node::start();
+    let target = format!("ws://{}/echo", node.ws);
+    let r = loadgen(&[
+        "echo",
+        "--target",
+        &target,
+        "--duration",
+        "2",
+        "--connections",
+        "20",
+        "--rate",
+        "0",
+    ]);
+    assert_eq!(u(&r, "/connections/established"), 20);
+    assert!(u(&r, "/messages/sent") > 1_000, "{r:#}");
+    assert_eq!(u(&r, "/messages/lost"), 0);
+    assert_eq!(u(&r, "/messages/received"), u(&r, "/messages/sent"));
+    assert_sane_latency(&r);
+}
+
+#[test]
+fn storm_with_resume_recovers_every_user_and_loses_nothing() {
+    let node = Node::start();
+    let target = format!("ws://{}/ws", node.ws);
+    let r = loadgen(&[
+        "storm",
+        "--target",
+        &target,
+        "--duration",
+        "4",
+        "--users",
+        "100",
+        "--rate",
+        "500",
+        "--wave-fraction",
+        "0.3",
+        "--waves",
+        "2",
+        "--resume",
+        "--backoff-base-ms",
+        "50",
+        "--backoff-max-ms",
+        "400",
+        "--backoff-jitter-ms",
+        "50",
+        // Fixed cores: each core rounds its share of a wave (50 users × 0.3 =
+        // 15), so the total is exactly 2 cores × 15 × 2 waves = 60.
+        "--cores",
+        "2",
+    ]);
+    assert_eq!(u(&r, "/connections/disconnects"), 60);
+    assert_eq!(u(&r, "/connections/reconnects"), 60);
+    assert_eq!(u(&r, "/messages/lost"), 0, "{r:#}");
+    assert_eq!(u(&r, "/recovery_latency_us/count"), 60);
+    // Backoff: the first attempt waits T_0 = 50 ms plus up to 50 ms jitter.
+    assert!(u(&r, "/recovery_latency_us/p50") >= 50_000, "{r:#}");
+}
