@@ -90,6 +90,12 @@ knobs! {
     metrics_listen ("SHARDCAST_METRICS_LISTEN"): SocketAddr = "0.0.0.0:9404".parse().unwrap();
     /// Number of cores (executors) to run; 0 means every online core. [default: 0]
     cores ("SHARDCAST_CORES"): usize = 0;
+    /// CPU of core 0; core i is pinned to CPU (first-cpu + i) mod online CPUs, so
+    /// several nodes on one host can take disjoint CPUs. [default: 0]
+    first_cpu ("SHARDCAST_FIRST_CPU"): usize = 0;
+    /// io_uring ring depth per core: deep rings keep cancel and poll lookups cheap
+    /// with tens of thousands of connections per core. [default: 4096]
+    ring_depth ("SHARDCAST_RING_DEPTH"): usize = 4096;
     /// This node's id, as reported in `welcome` and to the control plane. [default: the host name]
     node_id ("SHARDCAST_NODE_ID"): String = default_node_id();
     /// Kafka brokers for cross-node delivery; absent: in-process relay. [default: none]
@@ -246,6 +252,9 @@ impl Config {
         }
         if self.handshakes_per_sec == 0 || self.rate_messages_per_sec == 0 {
             return invalid("rates", "must be positive");
+        }
+        if !(8..=32768).contains(&self.ring_depth) || !self.ring_depth.is_power_of_two() {
+            return invalid("ring-depth", "must be a power of two in 8..=32768");
         }
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return invalid("idle-timeout-secs", "must exceed ping-interval-secs");

@@ -129,8 +129,9 @@ pub fn run_until(
             drain.clone(),
             first.clone(),
         );
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(i % online))
+        let handle = LocalExecutorBuilder::new(Placement::Fixed((config.first_cpu + i) % online))
             .name(&format!("core-{i}"))
+            .ring_depth(config.ring_depth)
             .spawn(move || async move {
                 let listeners = first.lock().expect("no panics hold it").take();
                 core_main(config, metrics, mesh, drain, ws_addr, listeners).await

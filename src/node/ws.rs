@@ -54,9 +54,13 @@ pub enum Endpoint {
 /// tungstenite reads at most this many bytes per call from [`Io`]; it is
 /// also the initial capacity of its read buffer, the one buffer an idle
 /// connection keeps. Reads from `Io` are memory copies, so small is cheap.
-const PARSER_CHUNK: usize = 512;
-/// Buffers that grew past this are released once empty, not kept.
+const PARSER_CHUNK: usize = 256;
+/// Receive buffers that grew past this are released once empty, not kept.
 const KEEP_BYTES: usize = 4096;
+/// Send buffers that grew past this are released once written: idle
+/// connections keep at most this much (the handshake's 101 and `welcome`
+/// alone are bigger, so they never stay).
+const KEEP_TX_BYTES: usize = 256;
 
 /// The bytes between the socket and tungstenite.
 struct Io {
@@ -106,7 +110,7 @@ impl Io {
     }
 
     fn sent(&mut self) {
-        if self.tx.capacity() > KEEP_BYTES {
+        if self.tx.capacity() > KEEP_TX_BYTES {
             self.tx = Vec::new();
         } else {
             self.tx.clear();
@@ -143,7 +147,8 @@ pub fn start(
     glommio::spawn_local(async move {
         let conn = shard.new_conn(user);
         if endpoint == Endpoint::Messaging {
-            shard.open_session(&conn, resume.as_deref()).await;
+            // Boxed for the same reason as the frame handler: a one-off.
+            Box::pin(shard.open_session(&conn, resume.as_deref())).await;
         }
         let io = Io {
             rx: leftover,
@@ -193,7 +198,10 @@ async fn serve(
     loop {
         if input {
             input = false;
-            let flow = read_frames(shard, conn, &mut ws, &mut io, endpoint).await;
+            // Boxed: the handler's state (envelope routing, store calls) is
+            // large and only alive while a batch is handled; inline, every
+            // idle connection's task would carry it.
+            let flow = Box::pin(read_frames(shard, conn, &mut ws, &mut io, endpoint)).await;
             io.compact();
             match flow {
                 Flow::Continue => {
