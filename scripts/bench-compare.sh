@@ -3,8 +3,8 @@
 # against the servers people would pick instead, on this machine, in one run.
 #
 #   echo:   shardcast /echo  vs  tokio + tokio-tungstenite  vs  Node.js `ws`
-#           (vs uWebSockets.js when npm can install it; it is not on the npm
-#           registry, so it is normally reported as skipped)
+#           vs uWebSockets.js (@trufflesuite/uws-js-unofficial from npm, only
+#           when its native binary loads)
 #   direct: shardcast /ws    vs  tokio + tokio-tungstenite relay (user -> channel map)
 #
 # For each server and scenario it measures
@@ -63,9 +63,15 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
     HAVE_NODE=1
   fi
 fi
-UWS_NOTE="uWebSockets.js: skipped (not published on the npm registry; installing it needs GitHub)"
-if command -v npm >/dev/null && npm view uWebSockets.js version >/dev/null 2>&1; then
-  UWS_NOTE="uWebSockets.js: on npm but not wired into this script yet"
+# uWebSockets.js: the npm copy that installs here is the
+# @trufflesuite/uws-js-unofficial build; its server.js refuses to start
+# unless the native binary loads (the package would fall back to pure JS).
+HAVE_UWS=0
+UWS_NOTE="uWebSockets.js: skipped (npm or its native binary unavailable)"
+if [ "$HAVE_NODE" = 1 ] && (cd benches/baselines/uws-echo && npm install --no-audit --no-fund --silent >&2) \
+   && node -e "require(require('path').join(require('path').dirname(require.resolve('@trufflesuite/uws-js-unofficial/package.json', {paths: ['benches/baselines/uws-echo']})), 'binaries', 'uws_' + process.platform + '_' + process.arch + '_' + process.versions.modules + '.node'))" 2>/dev/null; then
+  HAVE_UWS=1
+  UWS_NOTE="uWebSockets.js: @trufflesuite/uws-js-unofficial $(node -p "require(require.resolve('@trufflesuite/uws-js-unofficial/package.json', {paths: ['benches/baselines/uws-echo']})).version"), native binary"
 fi
 
 PIDS=()
@@ -112,11 +118,13 @@ start_shardcast() {
 # --- echo -------------------------------------------------------------
 ECHO_SERVERS=(shardcast tokio)
 [ "$HAVE_NODE" = 1 ] && ECHO_SERVERS+=(node-ws)
+[ "$HAVE_UWS" = 1 ] && ECHO_SERVERS+=(uws)
 start_echo() {
   case $1 in
     shardcast) start_shardcast; URL="ws://$ADDR/echo" ;;
     tokio) start tokio "$TOKIO_ECHO" 127.0.0.1:0 "$PEER_THREADS"; URL="ws://$ADDR/" ;;
     node-ws) start node-ws node benches/baselines/node-ws-echo/server.js 127.0.0.1:0; URL="ws://$ADDR/" ;;
+    uws) start uws node benches/baselines/uws-echo/server.js 127.0.0.1:0; URL="ws://$ADDR/" ;;
   esac
 }
 for s in "${ECHO_SERVERS[@]}"; do
@@ -158,16 +166,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 row() { # scenario server
   local sc=$1 s=$2
-  local sat fixed p99 lost base_sat base_p99 cpu rss
+  local sat fixed p99 lost base_sat base_p99 cpu rss msgs cpu_us
   sat=$(field "$sc-sat-$s" .throughput.msgs_per_sec)
   p99=$(field "$sc-fixed-$s" .latency_us.p99)
   lost=$(( $(field "$sc-sat-$s" .messages.lost) + $(field "$sc-fixed-$s" .messages.lost) ))
   cpu=$(field "$sc-sat-$s" '.cpu.server_seconds // "-"')
   rss=$(field "$sc-sat-$s" '.server_rss_bytes // 0')
+  msgs=$(field "$sc-sat-$s" .messages.received)
+  cpu_us=$(awk -v c="$cpu" -v m="$msgs" 'BEGIN { if (c != "-" && m > 0) printf "%.2f", c * 1e6 / m; else print "-" }')
   base_sat=$(field "$sc-sat-shardcast" .throughput.msgs_per_sec)
   base_p99=$(field "$sc-fixed-shardcast" .latency_us.p99)
-  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$sc" "$s" "$sat" "$(ratio "$sat" "$base_sat")" \
-    "$(ms "$p99")" "$(ratio "$p99" "$base_p99")" "$lost" "$cpu" "$((rss / 1048576))"
+  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$sc" "$s" "$sat" "$(ratio "$sat" "$base_sat")" \
+    "$(ms "$p99")" "$(ratio "$p99" "$base_p99")" "$lost" "$cpu" "$cpu_us" "$((rss / 1048576))"
 }
 {
   echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -176,8 +186,8 @@ row() { # scenario server
   echo "shardcast: --cores ${NODE_CORES}, rate limits raised; peers: ${PEER_THREADS} threads (node: 1)."
   echo "$UWS_NOTE"
   echo
-  echo "| scenario | server | msg/s at saturation | ratio | p99 ms at fixed rate | ratio | lost | server CPU s (sat) | server RSS MiB (sat) |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| scenario | server | msg/s at saturation | ratio | p99 ms at fixed rate | ratio | lost | server CPU s (sat) | server CPU µs/msg (sat) | server RSS MiB (sat) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for s in "${ECHO_SERVERS[@]}"; do row echo "$s"; done
   for s in "${DIRECT_SERVERS[@]}"; do row direct "$s"; done
 } | tee "$OUT/table.md"
