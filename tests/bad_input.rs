@@ -81,13 +81,7 @@ fn oversized_message_closes_with_1009() {
 
 /// A raw connection past a valid upgrade.
 fn raw_upgraded(node: &Node, user: &str) -> TcpStream {
-    let mut s = node.raw();
-    write!(
-        s,
-        "GET /ws?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    let mut s = node.raw_upgrade(user);
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {

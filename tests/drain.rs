@@ -51,17 +51,7 @@ fn sigterm_sends_reconnect_then_1012_and_exits_zero() {
 fn drain_gives_up_on_clients_that_never_close_within_the_timeout() {
     let mut node = Node::start(&["--drain-timeout-secs", "1"]);
     // A raw socket that completes the upgrade and then never reads again.
-    let _stuck = {
-        use std::io::Write;
-        let mut s = node.raw();
-        write!(
-            s,
-            "GET /ws?userId=stuck HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .unwrap();
-        s
-    };
+    let _stuck = node.raw_upgrade("stuck");
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     let status = node.terminate(Duration::from_secs(6));

@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::Node;
 
@@ -14,13 +11,7 @@ use common::Node;
 fn client_answering_pings_stays_and_a_silent_one_is_closed_with_1001() {
     let node = Node::start(&["--ping-interval-secs", "1", "--idle-timeout-secs", "3"]);
     // A raw client that upgrades and then never sends another byte.
-    let mut silent = node.raw();
-    write!(
-        silent,
-        "GET /ws?userId=silent HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    let mut silent = node.raw_upgrade("silent");
     // A stock client; tungstenite answers pings while it reads.
     let (mut lively, _) = node.connect("lively");
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = lively.ws.get_mut() {

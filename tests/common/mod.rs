@@ -126,6 +126,20 @@ impl Node {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
     }
+
+    /// Raw TCP connection that has sent a valid upgrade request for `user`
+    /// (the 101 response is left unread).
+    pub fn raw_upgrade(&self, user: &str) -> TcpStream {
+        let mut s = self.raw();
+        write!(
+            s,
+            "GET /ws?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        s
+    }
 }
 
 impl Drop for Node {
