@@ -336,3 +336,24 @@ fn connections_over_the_cap_get_503() {
         Ok(_) => panic!("third connection admitted"),
     }
 }
+
+#[test]
+fn new_connections_are_refused_while_too_many_messages_are_queued() {
+    let node = Node::start(&["--max-queued-per-core", "5", "--outbound-queue", "10000"]);
+    let (mut fast, _) = node.connect("fast");
+    let (slow, _) = node.connect("slow"); // never reads: its queue grows
+    let big = "x".repeat(60_000);
+    for i in 0..200 {
+        fast.send_direct("slow", &format!("m{i}"), json!(big));
+        assert_eq!(fast.recv()["type"], "ack");
+    }
+    // The queue depth is sampled once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    match node.connect_query("userId=late") {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("admitted while over the queue-depth cap"),
+    }
+    assert!(node.metric("rtc_socket_handshakes_rejected_total{reason=\"capacity\"}") >= 1.0);
+    drop(slow);
+}

@@ -149,8 +149,11 @@ impl Shard {
         if self.draining.get() {
             return Err(Rejection::Draining);
         }
+        // The connection may land on another core, so the queue-depth cap is
+        // checked node-wide: the per-core cap times the number of cores.
+        let queue_cap = self.config.max_queued_per_core * self.mesh.cores();
         if self.metrics.active_connections() >= self.config.max_connections as u64
-            || self.metrics.queued() >= self.config.max_queued_per_core as u64
+            || self.metrics.queued() >= queue_cap as u64
         {
             return Err(Rejection::Capacity);
         }
