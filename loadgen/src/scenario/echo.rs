@@ -9,8 +9,10 @@
 //! throughput is measured; latency is then from the actual send.
 
 use super::connect::count_end;
-use super::{close_all, drain, open_plain, pause_until, ramp, record_lag, record_send};
-use crate::accounting::{Arrival, FlowRx};
+use super::{
+    close_all, drain, open_plain, pause_until, ramp, record_arrival, record_lag, record_send,
+};
+use crate::accounting::FlowRx;
 use crate::cli::EchoArgs;
 use crate::clock;
 use crate::envelope::{padding, Probe, ProbeIn};
@@ -78,18 +80,7 @@ impl EchoCore {
             }
             f.rx.on_receive(p.s)
         };
-        {
-            let mut s = self.ctx.stats();
-            match arrival {
-                Arrival::Duplicate => s.counters.duplicated += 1,
-                a => {
-                    s.counters.received += 1;
-                    s.counters.reordered += u64::from(a == Arrival::Reordered);
-                    s.latency.record(clock::elapsed_us(p.t, now));
-                }
-            }
-        }
-        if arrival != Arrival::Duplicate {
+        if record_arrival(&self.ctx, arrival, p.t, now) {
             self.outstanding.set(self.outstanding.get() - 1);
             if self.refill.get() {
                 self.send(i, now);

@@ -20,6 +20,7 @@ pub mod echo;
 pub mod pairs;
 pub mod rooms;
 
+use crate::accounting::Arrival;
 use crate::cli::ScenarioCmd;
 use crate::clock;
 use crate::pacer::Pacer;
@@ -92,6 +93,22 @@ pub fn record_lag(ctx: &CoreCtx, intended_ns: u64) {
     ctx.stats()
         .send_lag
         .record(clock::elapsed_us(intended_ns, clock::now_ns()));
+}
+
+/// Counts one message arrival as the flow's accounting classified it:
+/// duplicates are counted apart; anything else is received (and reordered
+/// when out of sequence) with its latency from the intended send time
+/// `sent_ns`. Returns false for a duplicate.
+pub fn record_arrival(ctx: &CoreCtx, arrival: Arrival, sent_ns: u64, now_ns: u64) -> bool {
+    let mut s = ctx.stats();
+    if arrival == Arrival::Duplicate {
+        s.counters.duplicated += 1;
+        return false;
+    }
+    s.counters.received += 1;
+    s.counters.reordered += u64::from(arrival == Arrival::Reordered);
+    s.latency.record(clock::elapsed_us(sent_ns, now_ns));
+    true
 }
 
 /// Opens a protocol v1 session for `user`, counting the attempt, its

@@ -17,8 +17,10 @@
 //! whether they present their token).
 
 use super::connect::count_end;
-use super::{close_all, drain, open_session, pause_until, ramp, record_lag, record_send};
-use crate::accounting::{Arrival, FlowRx};
+use super::{
+    close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
+};
+use crate::accounting::FlowRx;
 use crate::backoff::Backoff;
 use crate::cli::{DirectArgs, StormArgs};
 use crate::clock;
@@ -179,18 +181,7 @@ impl PairCore {
             }
             users[r].rx.on_receive(probe.s)
         };
-        {
-            let mut s = self.ctx.stats();
-            match arrival {
-                Arrival::Duplicate => s.counters.duplicated += 1,
-                a => {
-                    s.counters.received += 1;
-                    s.counters.reordered += u64::from(a == Arrival::Reordered);
-                    s.latency.record(clock::elapsed_us(probe.t, now));
-                }
-            }
-        }
-        if arrival != Arrival::Duplicate {
+        if record_arrival(&self.ctx, arrival, probe.t, now) {
             self.outstanding.set(self.outstanding.get() - 1);
             if self.refill.get() {
                 self.send(sender, now);

@@ -9,8 +9,10 @@
 //! subscribers) lives on one core and connects to one target.
 
 use super::connect::count_end;
-use super::{close_all, drain, open_session, pause_until, ramp, record_lag, record_send};
-use crate::accounting::{Arrival, FlowRx};
+use super::{
+    close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
+};
+use crate::accounting::FlowRx;
 use crate::cli::RoomsArgs;
 use crate::clock;
 use crate::envelope::{
@@ -137,15 +139,8 @@ impl RoomsCore {
             let j = pm % self.per_room();
             members[m].rx[j].on_receive(probe.s)
         };
-        let mut s = self.ctx.stats();
-        match arrival {
-            Arrival::Duplicate => s.counters.duplicated += 1,
-            a => {
-                s.counters.received += 1;
-                s.counters.reordered += u64::from(a == Arrival::Reordered);
-                s.latency.record(clock::elapsed_us(probe.t, now));
-                self.outstanding.set(self.outstanding.get() - 1);
-            }
+        if record_arrival(&self.ctx, arrival, probe.t, now) {
+            self.outstanding.set(self.outstanding.get() - 1);
         }
     }
 
