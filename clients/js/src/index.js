@@ -1,0 +1,21 @@
+// shardcast-client: the reference client for protocol v1 (browsers and any
+// runtime with a standard WebSocket). Node.js resolves to ./node.js instead.
+export { Client, ShardcastError } from './client.js';
+export {
+  CLIENT_ERROR_CODES,
+  CLOSE_CODES,
+  CLOSE_NORMAL,
+  ERROR_CODES,
+  MAX_ID_BYTES,
+  ProtocolError,
+  decode,
+  encodeJoin,
+  encodeLeave,
+  encodePublish,
+  encodeSend,
+  isId,
+  isPattern,
+  isRoom,
+  isUserId,
+} from './protocol.js';
+export { backoffDelay, Dedup, Window } from './util.js';
