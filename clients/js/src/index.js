@@ -17,5 +17,6 @@ export {
   isPattern,
   isRoom,
   isUserId,
+  parseResumeToken,
 } from './protocol.js';
 export { backoffDelay, Dedup, Window } from './util.js';

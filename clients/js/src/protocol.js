@@ -101,9 +101,11 @@ export function encodeLeave(room, id) {
 
 /** A server envelope that does not follow protocol v1. */
 export class ProtocolError extends Error {
-  constructor(message, text) {
-    super(message);
+  /** @param {'bad_json'|'bad_envelope'|'unknown_type'} code */
+  constructor(code, message, text) {
+    super(`${code}: ${message}`);
     this.name = 'ProtocolError';
+    this.code = code;
     this.text = text;
   }
 }
@@ -116,19 +118,20 @@ const uint = (v) => Number.isSafeInteger(v) && v >= 0;
  * (`welcome`, `msg` with `kind` `direct` or `room`, `ack`, `error`,
  * `reconnect`) or, for a `type` this SDK does not know, `{type, unknown: true}`
  * (newer nodes may add envelopes). Throws ProtocolError on anything else.
+ * With `{strict: true}` unknown types and error codes are refused too.
  */
-export function decode(text) {
+export function decode(text, { strict = false } = {}) {
   let v;
   try {
     v = JSON.parse(text);
   } catch {
-    throw new ProtocolError('not JSON', text);
+    throw new ProtocolError('bad_json', 'not JSON', text);
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new ProtocolError('not a JSON object', text);
+    throw new ProtocolError('bad_json', 'not a JSON object', text);
   }
   const bad = (field) => {
-    throw new ProtocolError(`${v.type}: bad or missing ${field}`, text);
+    throw new ProtocolError('bad_envelope', `${v.type}: bad or missing ${field}`, text);
   };
   switch (v.type) {
     case 'welcome':
@@ -157,7 +160,7 @@ export function decode(text) {
       if (!str(v.id)) bad('id');
       return { type: 'ack', id: v.id };
     case 'error':
-      if (!str(v.code)) bad('code');
+      if (!str(v.code) || (strict && !ERROR_CODES.includes(v.code))) bad('code');
       return {
         type: 'error',
         code: v.code,
@@ -175,7 +178,38 @@ export function decode(text) {
         wsUrl: v.wsUrl,
       };
     default:
-      if (!str(v.type)) throw new ProtocolError('type missing or not a string', text);
+      if (!str(v.type)) throw new ProtocolError('bad_envelope', 'type missing or not a string', text);
+      if (strict) throw new ProtocolError('unknown_type', `unknown type ${v.type}`, text);
       return { type: v.type, unknown: true };
   }
+}
+
+/**
+ * Reads the fields of a resume token (`base64url(userId:offset:issuedAt:mac)`)
+ * without checking its MAC (only the node holds the secret). Returns null
+ * when the token is not of that shape.
+ * @returns {{userId: string, offset: number, issuedAt: number} | null}
+ */
+export function parseResumeToken(token) {
+  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]+$/.test(token)) return null;
+  let bin;
+  try {
+    bin = atob(token.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (token.length % 4)) % 4));
+  } catch {
+    return null;
+  }
+  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  if (bytes.length < 34 || bytes[bytes.length - 33] !== 0x3a) return null;
+  let text;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, bytes.length - 33));
+  } catch {
+    return null;
+  }
+  const m = /^(.+):(\d+):(\d+)$/.exec(text);
+  if (!m || !isUserId(m[1])) return null;
+  const offset = Number(m[2]);
+  const issuedAt = Number(m[3]);
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(issuedAt)) return null;
+  return { userId: m[1], offset, issuedAt };
 }
