@@ -27,6 +27,9 @@ export class ShardcastError extends Error {
   }
 }
 
+/** Errors the node sends without the id of the join/leave they refuse. */
+const ROOM_OP_ERRORS = new Set(['too_many_subscriptions', 'rate_limited']);
+
 const DEFAULTS = {
   minDelay: 250,
   maxDelay: 15000,
@@ -86,6 +89,13 @@ export class Client {
     this._rooms = new Set();
     /** Ids of the joins sent by a reconnect -> their pattern. */
     this._rejoins = new Map();
+    /**
+     * Ids of the joins/leaves sent on the current socket and not yet
+     * answered, oldest first. The node answers them in order, and refuses a
+     * join/leave (too_many_subscriptions, rate_limited) without its id: such
+     * an error belongs to the oldest one.
+     */
+    this._roomOps = [];
     this._dedup = new Dedup(o.dedupWindow);
     this._prefix = randomPrefix();
     this._seq = 0;
@@ -308,6 +318,7 @@ export class Client {
         return this._onMsg(env);
       case 'ack':
         this._rejoins.delete(env.id);
+        this._roomOps = this._roomOps.filter((id) => id !== env.id);
         return this._settle(env.id, null);
       case 'error':
         return this._onError(env);
@@ -330,6 +341,7 @@ export class Client {
     this._attempt = 0;
     this._dedup.welcome(w.offset);
     this._rejoins.clear();
+    this._roomOps = [];
     this._setState('connected');
     // Rooms first (so the resent publishes and what follows are seen), then
     // every unacked request in its original order, with its original id.
@@ -339,6 +351,7 @@ export class Client {
       if (pendingJoins.has(room)) continue;
       const id = this._nextId('j');
       this._rejoins.set(id, room);
+      this._roomOps.push(id);
       this._sendRaw(ws, encodeJoin(room, id));
     }
     for (const [id, e] of this._pending) {
@@ -348,6 +361,7 @@ export class Client {
       }
       if (e.sent) this.stats.resent += 1;
       e.sent = true;
+      if (e.kind === 'join') this._roomOps.push(id);
       this._sendRaw(ws, e.text);
     }
     this._emit('connected', { userId: w.userId, node: this.node, offset: w.offset, resumed: this._resumed });
@@ -373,6 +387,11 @@ export class Client {
   }
 
   _onError(env) {
+    if (env.id === undefined && ROOM_OP_ERRORS.has(env.code) && this._roomOps.length > 0) {
+      env = { ...env, id: this._roomOps.shift() };
+    } else if (env.id !== undefined) {
+      this._roomOps = this._roomOps.filter((id) => id !== env.id);
+    }
     const err = new ShardcastError(env.code, env.message, env.id);
     if (env.code.startsWith('token_')) {
       // The token was refused (close 1008 follows): the next attempt goes
@@ -432,6 +451,7 @@ export class Client {
       this._pending.set(id, e);
       if (this.state === 'connected' && this._ws) {
         e.sent = true;
+        if (kind === 'join' || kind === 'leave') this._roomOps.push(id);
         this._sendRaw(this._ws, text);
       }
     });

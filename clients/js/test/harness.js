@@ -58,6 +58,8 @@ export class NodeUnderTest {
     this.proc = null;
     this.secret = randomBytes(24).toString('hex');
     this.log = [];
+    /** Keep one secret across restarts (resume tokens stay valid). */
+    this.sameSecret = SAME_SECRET;
   }
 
   get url() {
@@ -67,7 +69,7 @@ export class NodeUnderTest {
   async start() {
     requireBinary();
     if (!this.port) this.port = await freePort();
-    if (!SAME_SECRET) this.secret = randomBytes(24).toString('hex');
+    if (!this.sameSecret) this.secret = randomBytes(24).toString('hex');
     this.incarnation += 1;
     const args = [
       '--listen', `127.0.0.1:${this.port}`,

@@ -366,3 +366,24 @@ test('options are checked', () => {
   assert.throws(() => new Client({ url: 'ws://x', controlUrl: 'http://y', userId: 'a', WebSocket: FakeSocket }), TypeError);
   assert.throws(() => new Client({ url: 'ws://x', userId: 'a', WebSocket: FakeSocket, minDelay: -1 }), TypeError);
 });
+
+test('an id-less too_many_subscriptions/rate_limited refuses the oldest unanswered join (the node omits the id)', async () => {
+  const { client, last, of } = setup();
+  client.connect();
+  await flush();
+  last().welcome();
+  const j1 = client.join('a');
+  const j2 = client.join('b');
+  const j3 = client.join('c');
+  const [e1, , e3] = last().sent;
+  last().serve({ type: 'ack', id: e1.id });
+  last().serve({ type: 'error', code: 'too_many_subscriptions', message: 'at most 64 subscriptions' });
+  last().serve({ type: 'ack', id: e3.id });
+  await j1;
+  await assert.rejects(j2, { code: 'too_many_subscriptions' });
+  await j3;
+  assert.deepEqual(client.rooms, ['a', 'c']);
+  last().serve({ type: 'error', code: 'rate_limited', message: 'x' }); // nothing in flight: an error event
+  assert.equal(of('error').at(-1).code, 'rate_limited');
+  client.disconnect();
+});
