@@ -1,7 +1,7 @@
 // Headless Chromium (the system's /usr/bin/chromium, never a download) and a
 // static file server for the pages the browser tests load.
 
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
@@ -60,8 +60,9 @@ export function serve(routes, html = {}) {
     }
     for (const [prefix, dir] of Object.entries(routes)) {
       if (!path.startsWith(prefix)) continue;
-      const file = normalize(join(dir, path.slice(prefix.length)));
-      if (!file.startsWith(dir) || !existsSync(file)) break;
+      let file = normalize(join(dir, path.slice(prefix.length)));
+      if (path.endsWith('/')) file = join(file, 'index.html');
+      if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) break;
       res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(readFileSync(file));
       return;
