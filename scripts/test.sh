@@ -3,7 +3,10 @@
 #   1. formatting and clippy, warnings as errors;
 #   2. every unit and integration test of the workspace (the integration
 #      tests start the real shardcast-node binary on ephemeral ports);
-#   3. the Autobahn TestSuite against a node's /echo endpoint (skipped with
+#   3. the JavaScript client SDK (clients/js): unit tests, and Node.js and
+#      headless-Chromium tests against the real node (installs chromium and
+#      the npm packages when missing);
+#   4. the Autobahn TestSuite against a node's /echo endpoint (skipped with
 #      SHARDCAST_SKIP_AUTOBAHN=1, or when ../shared/tools is not beside the repo).
 # Needs only a Rust toolchain; it installs whatever else the tests use.
 set -euo pipefail
@@ -19,6 +22,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "clients/js: npm ci, build, unit + Node.js + headless Chromium tests against the release node"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
+fi
+cargo build --release --bin shardcast-node
+(cd clients/js && npm ci --no-audit --no-fund && npm run build && npm run size && npm test)
 
 AUTOBAHN=../shared/tools/run-autobahn.sh
 if [ "${SHARDCAST_SKIP_AUTOBAHN:-0}" = 1 ] || [ ! -f "$AUTOBAHN" ]; then

@@ -6,15 +6,18 @@ import { Client } from '../../src/node.js';
 import { DURABLE, NodeUnderTest, SAME_SECRET } from '../harness.js';
 import { checkScenario, runScenario } from '../scenario.js';
 
-const node = new NodeUnderTest();
-after(() => node.stop());
+const nodes = [];
+after(() => Promise.all(nodes.map((n) => n.stop())));
 
-test(`drain, SIGKILL and restarts: every message once, in order (durable=${DURABLE}, sameSecret=${SAME_SECRET})`, { timeout: 90_000 }, async () => {
+async function scenario(sameSecret) {
+  const node = new NodeUnderTest();
+  node.sameSecret = sameSecret;
+  nodes.push(node);
   await node.start();
   const result = await runScenario({
     Client,
     url: node.url,
-    tag: `node${process.pid}`,
+    tag: `node${process.pid}${sameSecret ? 's' : 'f'}`,
     control: {
       drain: () => node.drain(),
       restart: () => node.start(),
@@ -22,8 +25,23 @@ test(`drain, SIGKILL and restarts: every message once, in order (durable=${DURAB
       kill: () => node.kill(),
     },
   });
-  const { failures, relaxed, summary } = checkScenario(result, { durable: DURABLE, sameSecret: SAME_SECRET });
+  const { failures, relaxed, summary } = checkScenario(result, { durable: DURABLE, sameSecret });
   console.log(JSON.stringify(summary));
   for (const r of relaxed) console.log(`relaxed: ${r}`);
+  await node.stop();
   assert.deepEqual(failures, [], `${failures.join('\n')}\n${node.log.join('')}`);
+  return { relaxed, summary };
+}
+
+test(`drain, SIGKILL and restarts: every message once, in order (durable=${DURABLE}, sameSecret=${SAME_SECRET})`, { timeout: 90_000 }, async () => {
+  await scenario(SAME_SECRET);
+});
+
+// With one secret across restarts the clients resume with tokens of the
+// previous process; with the in-memory store that replay has a gap (see the
+// TODO test in node.test.js), which checkScenario allows, and lists, only in
+// this configuration.
+test('the same scenario with one secret across restarts (tokens survive; offsets restart)', { skip: SAME_SECRET && 'the first test ran this configuration', timeout: 90_000 }, async () => {
+  const { summary } = await scenario(true);
+  assert.ok(summary.stats.bob.offsetResets + summary.stats.alice.offsetResets > 0 || DURABLE, 'the SDK saw the offsets restart');
 });
