@@ -10,7 +10,7 @@
 //                             (default with DURABLE; see README "Tests")
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -118,9 +118,23 @@ export class NodeUnderTest {
     return status;
   }
 
-  /** SIGSTOP: the process stays, its sockets stop being served. */
-  freeze() {
+  /** SIGSTOP: the process stays, its sockets stop being served. Resolves once every thread is stopped. */
+  async freeze() {
+    const { pid } = this.proc;
     this.proc.kill('SIGSTOP');
+    const t0 = Date.now();
+    for (;;) {
+      const states = readdirSync(`/proc/${pid}/task`).map((t) => {
+        try {
+          return readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+        } catch {
+          return 'T'; // the thread is gone
+        }
+      });
+      if (states.every((st) => st === 'T' || st === 't')) return;
+      if (Date.now() - t0 > 2000) throw new Error(`node ${pid} not stopped: ${states}`);
+      await sleep(5);
+    }
   }
 
   /** SIGKILL (works on a stopped process too). */

@@ -37,7 +37,7 @@ test(`Chromium: drain, SIGKILL and restarts: every message once, in order (durab
       await node.start();
       return node.incarnation;
     },
-    freeze: async () => node.freeze(),
+    freeze: () => node.freeze(),
     kill: () => node.kill(),
   };
   await page.exposeFunction('nodeControl', (op) => ops[op]());

@@ -162,7 +162,7 @@ test('a send without ack is rejected with timeout (node frozen), and disconnect(
   try {
     c.connect();
     await next(c, 'connected');
-    node.freeze();
+    await node.freeze();
     await assert.rejects(c.send('nobody', 1, { timeout: 300 }), { code: 'timeout' });
     assert.equal(c.pending, 0);
   } finally {

@@ -21,7 +21,7 @@ async function scenario(sameSecret) {
     control: {
       drain: () => node.drain(),
       restart: () => node.start(),
-      freeze: async () => node.freeze(),
+      freeze: () => node.freeze(),
       kill: () => node.kill(),
     },
   });
