@@ -382,7 +382,7 @@ mod tests {
                 fields in prop::collection::vec(
                     (prop::sample::select(vec!["to", "id", "room", "data", "type"]),
                      prop_oneof![
-                        "\\PC{0,20}".prop_map(|s| serde_json::Value::String(s)),
+                        "\\PC{0,20}".prop_map(serde_json::Value::String),
                         any::<i64>().prop_map(serde_json::Value::from),
                         Just(serde_json::Value::Null),
                         Just(serde_json::json!([1, {"a": null}])),
