@@ -125,8 +125,8 @@ if [ "$DIRECT" -eq 1 ]; then
 fi
 
 step "kernel share (peak of the 5 s samples)"
-awk '{for (i = 2; i <= NF; i++) if ($i ~ /^slab_kib=/) { split($i, a, "="); if (a[2] > m) m = a[2] }}
-     END { printf "peak Slab %.1f MiB\n", m / 1024 }' "$OUT/kernel.log"
+awk -v n="$N" '{for (i = 2; i <= NF; i++) if ($i ~ /^slab_kib=/) { split($i, a, "="); if (NR == 1) b = a[2]; if (a[2] > m) m = a[2] }}
+     END { printf "Slab before %.1f MiB, peak %.1f MiB: %.0f B per connection pair\n", b / 1024, m / 1024, (m - b) * 1024 / n }' "$OUT/kernel.log"
 tail -1 "$OUT/kernel.log"
 step "stopping the nodes by pid"
 stop_nodes
