@@ -34,22 +34,33 @@ pub enum ConfigError {
     ShortSecret,
     #[error("invalid value for {knob}: {why}")]
     Invalid { knob: &'static str, why: String },
+    #[error("no random bytes for an ephemeral secret: {0}")]
+    Random(String),
 }
 
 /// Declares the knobs once and generates from that single list:
 /// `Config` (resolved values), `Overrides` (the optional layer that clap
 /// parses from flags/environment and serde parses from TOML), and
-/// `Overrides::resolve`.
+/// `Overrides::merge`. Knobs after `optional:` have no default: absent,
+/// they are `None` in `Config` (a feature that stays off).
 macro_rules! knobs {
-    ($(
-        $(#[doc = $doc:literal])+
-        $(#[arg($($arg:tt)*)])?
-        $name:ident ($env:literal): $ty:ty = $default:expr;
-    )+) => {
+    (
+        $(
+            $(#[doc = $doc:literal])+
+            $(#[arg($($arg:tt)*)])?
+            $name:ident ($env:literal): $ty:ty = $default:expr;
+        )+
+        optional:
+        $(
+            $(#[doc = $odoc:literal])+
+            $oname:ident ($oenv:literal): $oty:ty;
+        )+
+    ) => {
         /// The resolved configuration of a socket node.
         #[derive(Debug, Clone)]
         pub struct Config {
             $( $(#[doc = $doc])+ pub $name: $ty, )+
+            $( $(#[doc = $odoc])+ pub $oname: Option<$oty>, )+
             /// The HMAC secret shared by the cluster (resume tokens).
             pub secret: Vec<u8>,
             /// True when no secret was configured and a random one was made:
@@ -68,6 +79,12 @@ macro_rules! knobs {
                 #[serde(default)]
                 pub $name: Option<$ty>,
             )+
+            $(
+                $(#[doc = $odoc])+
+                #[arg(long, env = $oenv)]
+                #[serde(default)]
+                pub $oname: Option<$oty>,
+            )+
         }
 
         impl Overrides {
@@ -75,6 +92,7 @@ macro_rules! knobs {
             fn merge(self, file: Overrides) -> Config {
                 Config {
                     $( $name: self.$name.or(file.$name).unwrap_or_else(|| $default), )+
+                    $( $oname: self.$oname.or(file.$oname), )+
                     secret: Vec::new(),
                     secret_is_ephemeral: false,
                 }
@@ -98,12 +116,6 @@ knobs! {
     ring_depth ("SHARDCAST_RING_DEPTH"): usize = 4096;
     /// This node's id, as reported in `welcome` and to the control plane. [default: the host name]
     node_id ("SHARDCAST_NODE_ID"): String = default_node_id();
-    /// Kafka brokers for cross-node delivery; absent: in-process relay. [default: none]
-    kafka ("SHARDCAST_KAFKA"): String = String::new();
-    /// Redis URL for sessions and buffers; absent: in-memory store. [default: none]
-    redis ("SHARDCAST_REDIS"): String = String::new();
-    /// Control-plane URL; absent: a standalone node owning every user. [default: none]
-    control ("SHARDCAST_CONTROL"): String = String::new();
     /// Serve `/echo`, a WebSocket echo endpoint (conformance, baselines). [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     echo ("SHARDCAST_ECHO"): bool = false;
@@ -148,6 +160,13 @@ knobs! {
     max_subscriptions ("SHARDCAST_MAX_SUBSCRIPTIONS"): usize = 64;
     /// Log format: `text` or `json`. [default: text]
     log_format ("SHARDCAST_LOG_FORMAT"): LogFormat = LogFormat::Text;
+optional:
+    /// Kafka brokers for cross-node delivery; absent: in-process relay.
+    kafka ("SHARDCAST_KAFKA"): String;
+    /// Redis URL for sessions and buffers; absent: in-memory store.
+    redis ("SHARDCAST_REDIS"): String;
+    /// Control-plane URL; absent: a standalone node owning every user.
+    control ("SHARDCAST_CONTROL"): String;
 }
 
 /// How log lines are written.
@@ -214,7 +233,7 @@ impl NodeArgs {
             (None, None) => Vec::new(),
         };
         if secret.is_empty() {
-            config.secret = random_bytes::<32>().to_vec();
+            config.secret = random_bytes::<32>()?.to_vec();
             config.secret_is_ephemeral = true;
         } else if secret.len() < 16 {
             return Err(ConfigError::ShortSecret);
@@ -264,7 +283,7 @@ impl Config {
             ("redis", &self.redis),
             ("control", &self.control),
         ] {
-            if !value.is_empty() {
+            if value.is_some() {
                 return invalid(
                     knob,
                     "not supported by this build yet: run without it (embedded relay and store)",
@@ -289,18 +308,11 @@ impl Config {
     }
 }
 
-/// `N` bytes from the kernel's CSPRNG.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+/// `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
     let mut out = [0u8; N];
-    let mut filled = 0;
-    while filled < N {
-        // SAFETY: the pointer and length describe the unfilled tail of `out`.
-        let n = unsafe { libc::getrandom(out[filled..].as_mut_ptr().cast(), N - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
-    out
+    getrandom::fill(&mut out).map_err(|e| ConfigError::Random(e.to_string()))?;
+    Ok(out)
 }
 
 #[cfg(test)]

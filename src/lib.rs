@@ -7,13 +7,19 @@
 //! - [`ring`]: weighted rendezvous over a fixed skeleton of slots: user → node (pure).
 //! - [`token`]: HMAC-signed resume tokens.
 //! - [`store`]: per-user offsets and buffers (in-memory now; Redis next).
-//! - [`node`]: the socket node — cores, accept and hand-off, connections, rooms, drain.
+//! - [`node`]: the socket node — cores, accept and hand-off, sessions,
+//!   routing, rooms, housekeeping and drain.
 //! - [`metrics`]: Prometheus names and per-core counters.
+//! - [`harness`]: starts a node process and finds its ports (tests, loadgen's
+//!   tests, examples).
 //!
-//! The contract (pieces, protocol, API, metrics) is `ARCHITECTURE.md` in the
-//! design folder; docs/architecture.md explains how the node meets it.
+//! docs/architecture.md explains how the node works and maps these modules;
+//! the design contract it implements (pieces, protocol, API, metrics,
+//! cluster invariants) is kept outside the repository, in the team's shared
+//! design folder (`shared/design/ARCHITECTURE.md`).
 
 pub mod config;
+pub mod harness;
 pub mod metrics;
 pub mod node;
 pub mod protocol;

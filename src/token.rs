@@ -11,6 +11,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
+use crate::protocol::ErrorCode;
+
 type HmacSha256 = Hmac<Sha256>;
 
 const MAC_LEN: usize = 32;
@@ -46,12 +48,12 @@ pub enum TokenError {
 
 impl TokenError {
     /// The stable code sent in the `error` envelope.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Malformed => "token_malformed",
-            TokenError::BadSignature => "token_forged",
-            TokenError::Expired => "token_expired",
-            TokenError::WrongUser => "token_wrong_user",
+            TokenError::Malformed => ErrorCode::TokenMalformed,
+            TokenError::BadSignature => ErrorCode::TokenForged,
+            TokenError::Expired => ErrorCode::TokenExpired,
+            TokenError::WrongUser => ErrorCode::TokenWrongUser,
         }
     }
 }
@@ -219,5 +221,34 @@ mod tests {
             ResumeToken::verify(&t, SECRET, "bob", 1_700_000_000, 3600),
             Err(TokenError::WrongUser)
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_verifies_or_is_refused_without_panic(token in "\\PC{0,200}", now in any::<u64>()) {
+                let _ = ResumeToken::verify(&token, SECRET, "alice", now, 3600);
+            }
+
+            #[test]
+            fn any_base64_claims_are_refused_without_panic(raw in prop::collection::vec(any::<u8>(), 0..120)) {
+                let token = URL_SAFE_NO_PAD.encode(&raw);
+                prop_assert!(ResumeToken::verify(&token, SECRET, "alice", 1_700_000_000, 3600).is_err());
+            }
+
+            #[test]
+            fn signed_tokens_round_trip(
+                user in "[A-Za-z0-9._@:+=-]{1,128}",
+                offset in any::<u64>(),
+                issued_at in 0u64..(1 << 40),
+            ) {
+                let claims = ResumeToken { user_id: user.clone(), offset, issued_at };
+                let token = claims.sign(SECRET);
+                prop_assert_eq!(ResumeToken::verify(&token, SECRET, &user, issued_at, 3600), Ok(claims));
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::{
 
 use common::{close_code, Node};
 use serde_json::json;
+use shardcast::protocol::frame::write_raw_frame;
 
 /// A pair of users exchanging a message: proves the node still serves others.
 fn bystanders_still_talk(node: &Node) {
@@ -62,7 +63,7 @@ fn binary_frames_on_ws_get_an_error_and_the_connection_stays() {
     c.ws.send(tungstenite::Message::binary(vec![1, 2, 3]))
         .unwrap();
     assert_eq!(c.recv()["code"], "binary_not_supported");
-    c.send(json!({"type":"join","room":"a","id":"j"}));
+    c.join("a", "j");
     assert_eq!(c.recv()["id"], "j");
 }
 
@@ -98,15 +99,9 @@ fn raw_upgraded(node: &Node, user: &str) -> TcpStream {
 
 /// A client frame: `first` is the FIN/RSV/opcode byte; masked unless told.
 fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![first, payload.len() as u8 | if masked { 0x80 } else { 0 }];
-    if masked {
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
+    let mut out = Vec::new();
+    let mask = masked.then_some([0x11, 0x22, 0x33, 0x44]);
+    write_raw_frame(&mut out, first, payload, mask);
     out
 }
 

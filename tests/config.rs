@@ -3,43 +3,24 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-};
+use std::process::{Command, Stdio};
+
+use shardcast::harness::NodeProcess;
 
 /// Starts the node with `args`/`env`, reads the listening line, connects one
 /// user and returns its `welcome.node`.
 fn node_id_seen(args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast-node"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--cores",
-            "1",
-        ])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--cores", "1"])
         .args(args)
         .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ws="))
-        .unwrap()
-        .to_owned();
-    let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/ws?userId=a")).unwrap();
+        .stderr(Stdio::null());
+    let node = NodeProcess::start(command).unwrap();
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws?userId=a", node.ws)).unwrap();
     let welcome: serde_json::Value =
         serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     welcome["node"].as_str().unwrap().to_owned()
 }
 

@@ -183,16 +183,16 @@ fn rooms_with_wildcards_reach_matching_subscribers_on_every_core() {
             1 => "chat.lobby",
             _ => "*.alert",
         };
-        s.send(json!({"type":"join","room":pattern,"id":"j"}));
+        s.join(pattern, "j");
         assert_eq!(s.recv(), json!({"type":"ack","id":"j"}));
     }
     // sub0 also holds an overlapping subscription: still one copy.
-    subs[0].send(json!({"type":"join","room":"chat.lobby","id":"j2"}));
+    subs[0].join("chat.lobby", "j2");
     assert_eq!(subs[0].recv()["id"], "j2");
     let (mut publisher, _) = node.connect("publisher");
-    publisher.send(json!({"type":"publish","room":"chat.lobby","id":"p1","data":"hello"}));
+    publisher.publish("chat.lobby", "p1", json!("hello"));
     assert_eq!(publisher.recv(), json!({"type":"ack","id":"p1"}));
-    publisher.send(json!({"type":"publish","room":"ops.alert","id":"p2","data":"fire"}));
+    publisher.publish("ops.alert", "p2", json!("fire"));
     assert_eq!(publisher.recv(), json!({"type":"ack","id":"p2"}));
     for (i, s) in subs.iter_mut().enumerate() {
         let want = if i % 3 == 2 { "p2" } else { "p1" };
@@ -213,11 +213,11 @@ fn leave_stops_delivery() {
     let node = Node::start(&[]);
     let (mut s, _) = node.connect("s");
     let (mut p, _) = node.connect("p");
-    s.send(json!({"type":"join","room":"news.*","id":"j"}));
+    s.join("news.*", "j");
     assert_eq!(s.recv()["id"], "j");
-    s.send(json!({"type":"leave","room":"news.*","id":"l"}));
+    s.leave("news.*", "l");
     assert_eq!(s.recv()["id"], "l");
-    p.send(json!({"type":"publish","room":"news.today","id":"x","data":1}));
+    p.publish("news.today", "x", json!(1));
     assert_eq!(p.recv()["type"], "ack");
     p.send_direct("s", "after", json!(null));
     assert_eq!(

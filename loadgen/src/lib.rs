@@ -13,7 +13,7 @@
 //! | [`plan`] | the split of users/rooms/connections over workers and cores |
 //! | [`target`] | target URLs, the loopback rule, source addresses |
 //! | [`ws`] | WebSocket client: frames and handshake (pure), connection I/O |
-//! | [`envelope`] | protocol v1 envelopes, user names, message ids, probes |
+//! | [`probe`] | user names, message ids, probe payloads (envelopes: `shardcast::protocol`) |
 //! | [`accounting`] | exact lost / duplicated / reordered per flow (pure) |
 //! | [`pacer`] | open-loop intended send times (pure) |
 //! | [`backoff`] | the contract's reconnect backoff (pure) |
@@ -29,9 +29,9 @@ pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod coordinator;
-pub mod envelope;
 pub mod pacer;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod runtime;

@@ -1,15 +1,13 @@
 //! loadgen against a real `shardcast-node` on ephemeral loopback ports.
 //!
-//! The node binary is found through `SHARDCAST_NODE_BIN`, else the newest of
-//! `$CARGO_TARGET_DIR/{release,debug}/shardcast-node` and
-//! `<workspace>/target/{release,debug}/shardcast-node`. These tests do not
-//! build it (the workspace build does, before any test runs) and fail loudly
-//! when it is missing.
+//! The node binary is found by `shardcast::harness::node_binary`
+//! (`SHARDCAST_NODE_BIN`, else the newest build in the workspace's target
+//! directories). These tests do not build it (the workspace build does,
+//! before any test runs) and fail loudly when it is missing.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use shardcast::harness::{node_binary, NodeProcess};
+use std::process::{Command, Stdio};
 
 const SECRET: &str = "loadgen-integration-secret-0123456789";
 
@@ -38,77 +36,32 @@ const REQUIRED_FIELDS: &[&str] = &[
     "/errors",
 ];
 
-fn node_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("SHARDCAST_NODE_BIN") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "SHARDCAST_NODE_BIN={} does not exist",
-            p.display()
-        );
-        return p;
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut dirs = vec![workspace.join("target")];
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        dirs.insert(0, PathBuf::from(t));
-    }
-    let candidates: Vec<PathBuf> = dirs
-        .iter()
-        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join("shardcast-node")))
-        .filter(|p| p.is_file())
-        .collect();
-    candidates
-        .into_iter()
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "shardcast-node binary not found: build the workspace first \
-                 (cargo build --release --bin shardcast-node) or set SHARDCAST_NODE_BIN"
-            )
-        })
-}
-
 /// A running node, killed on drop.
 struct Node {
-    child: Child,
+    process: NodeProcess,
     ws: String,
 }
 
 impl Node {
     fn start() -> Node {
-        let bin = node_binary();
-        let mut child = Command::new(&bin)
+        let bin = node_binary().unwrap_or_else(|e| panic!("{e}"));
+        let mut command = Command::new(&bin);
+        command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--cores", "2", "--echo"])
             .env("SHARDCAST_SECRET", SECRET)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+            .stderr(Stdio::inherit());
+        let process = NodeProcess::start(command)
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        // The node's first stdout line: "listening ws=ADDR metrics=ADDR".
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the node's listening line");
-        let ws = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("ws="))
-            .unwrap_or_else(|| panic!("no ws= in {line:?}"))
-            .to_string();
-        Node { child, ws }
+        Node {
+            ws: process.ws.to_string(),
+            process,
+        }
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pid().to_string()
     }
 }
 

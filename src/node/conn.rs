@@ -18,11 +18,11 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    protocol::{envelope, RoomPattern},
+    protocol::{server, CloseCode, ErrorCode, RoomPattern},
     store::StoredMessage,
 };
 
-use super::rate::{Limit, TokenBucket};
+use super::rate::{Limits, TokenBucket};
 
 /// What the socket task writes next.
 pub enum Outbound {
@@ -43,27 +43,20 @@ pub enum Outbound {
     Reconnect,
 }
 
-/// A request to close the connection with a WebSocket close code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseRequest {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
 /// The shared side of one WebSocket connection.
 pub struct Conn {
     /// Unique on the node's core for its lifetime.
     pub id: u64,
-    /// The user, or empty for `/echo` connections.
-    pub user: Rc<str>,
+    /// The user of a `/ws` connection; `None` on `/echo`.
+    pub user: Option<Rc<str>>,
     queue: RefCell<VecDeque<Outbound>>,
     queue_cap: usize,
     waker: Cell<Option<Waker>>,
-    close: Cell<Option<CloseRequest>>,
+    close: Cell<Option<CloseCode>>,
     /// Core-clock second of the last frame received.
     pub last_seen: Cell<u32>,
-    /// Core-clock second by which the connection must be gone (0: none).
-    pub deadline: Cell<u32>,
+    /// Core-clock second by which the connection must be gone.
+    pub deadline: Cell<Option<u32>>,
     pub ping_sent: Cell<bool>,
     delivered: Cell<u64>,
     gapped: Cell<bool>,
@@ -77,7 +70,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection with an empty queue of at most `queue_cap` messages.
-    pub fn new(id: u64, user: Rc<str>, queue_cap: usize, now: u32, limits: [Limit; 2]) -> Conn {
+    pub fn new(id: u64, user: Option<Rc<str>>, queue_cap: usize, now: u32, limits: Limits) -> Conn {
         let t = Instant::now();
         Conn {
             id,
@@ -87,14 +80,14 @@ impl Conn {
             waker: Cell::new(None),
             close: Cell::new(None),
             last_seen: Cell::new(now),
-            deadline: Cell::new(0),
+            deadline: Cell::new(None),
             ping_sent: Cell::new(false),
             delivered: Cell::new(0),
             gapped: Cell::new(false),
             replaying: RefCell::new(None),
             subscriptions: RefCell::default(),
-            messages_bucket: TokenBucket::full(limits[0], t),
-            joins_bucket: TokenBucket::full(limits[1], t),
+            messages_bucket: TokenBucket::full(limits.messages, t),
+            joins_bucket: TokenBucket::full(limits.joins, t),
         }
     }
 
@@ -168,12 +161,12 @@ impl Conn {
 
     /// An `ack` for message `id`.
     pub fn push_ack(&self, id: &str) {
-        self.push_text(|o| envelope::encode_ack(o, id));
+        self.push_text(|o| server::encode_ack(o, id));
     }
 
     /// An `error` envelope.
-    pub fn push_error(&self, code: &str, id: Option<&str>, message: &str) {
-        self.push_text(|o| envelope::encode_error(o, code, id, message));
+    pub fn push_error(&self, code: ErrorCode, id: Option<&str>, message: &str) {
+        self.push_text(|o| server::encode_error(o, code, id, message));
     }
 
     /// Takes everything queued (the socket task's side).
@@ -191,17 +184,17 @@ impl Conn {
         !self.queue.borrow().is_empty() || self.close.get().is_some()
     }
 
-    /// Asks the socket task to close with `req` after what is queued. The
+    /// Asks the socket task to close with `code` after what is queued. The
     /// first request wins.
-    pub fn request_close(&self, req: CloseRequest) {
+    pub fn request_close(&self, code: CloseCode) {
         if self.close.get().is_none() {
-            self.close.set(Some(req));
+            self.close.set(Some(code));
         }
         self.wake();
     }
 
     /// Takes the pending close request.
-    pub fn take_close(&self) -> Option<CloseRequest> {
+    pub fn take_close(&self) -> Option<CloseCode> {
         self.close.take()
     }
 
@@ -247,12 +240,24 @@ impl Conn {
 }
 
 #[cfg(test)]
+impl Conn {
+    /// A connection of user `u` with a queue of `cap` (unit tests).
+    pub(crate) fn for_test(id: u64, cap: usize) -> Conn {
+        let l = super::rate::Limit { rate: 1, burst: 1 };
+        let limits = Limits {
+            messages: l,
+            joins: l,
+        };
+        Conn::new(id, Some("u".into()), cap, 0, limits)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn conn(cap: usize) -> Conn {
-        let l = Limit { rate: 1, burst: 1 };
-        Conn::new(1, "u".into(), cap, 0, [l, l])
+        Conn::for_test(1, cap)
     }
 
     fn direct(offset: u64) -> StoredMessage {

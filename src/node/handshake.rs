@@ -17,28 +17,22 @@ use std::{
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use tungstenite::handshake::{
-    machine::TryParse,
-    server::{create_response, write_response, Request},
-};
+use tungstenite::handshake::server::Request;
 
-use crate::{metrics::Rejection, protocol::valid_user_id};
+use crate::metrics::Rejection;
 
 use super::{
-    mesh::{CoreMsg, Handoff},
-    shard::Shard,
-    shard_of,
-    ws::{self, Endpoint},
+    http::{self, http_response, text_response, Head, Target},
+    mesh::Handoff,
+    shard::{Owner, Shard},
+    ws::{self, Upgrade},
 };
-
-/// Largest upgrade request accepted.
-const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// Accepts connections until the core starts draining.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.drain_started.wait().await;
+            shard.drain_started().wait().await;
             None
         })
         .await;
@@ -49,35 +43,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(core = shard.id, error = %e, "accept failed");
+                tracing::warn!(core = shard.id(), error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-/// An HTTP/1.1 response that closes the connection.
-pub fn http_response(status: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    out.into_bytes()
-}
-
-fn text_response(status: &str, body: &str) -> Vec<u8> {
-    http_response(
-        status,
-        &[("Content-Type", "text/plain; charset=utf-8")],
-        body,
-    )
-}
-
-/// Reads one HTTP request head; `Err` carries the response to send.
+/// Reads one HTTP request head; `Err` carries the response to send, if any.
 pub async fn read_request(
     stream: &mut TcpStream,
     timeout: Duration,
@@ -91,21 +64,9 @@ pub async fn read_request(
                 return Err(None);
             }
             buf.extend_from_slice(&chunk[..n]);
-            match Request::try_parse(&buf) {
-                Ok(Some((len, req))) => return Ok((req, buf.split_off(len))),
-                Ok(None) if buf.len() < MAX_REQUEST_BYTES => continue,
-                Ok(None) => {
-                    return Err(Some(text_response(
-                        "431 Request Header Fields Too Large",
-                        "request head over 8 KiB\n",
-                    )))
-                }
-                Err(e) => {
-                    return Err(Some(text_response(
-                        "400 Bad Request",
-                        &format!("not a valid HTTP GET request: {e}\n"),
-                    )))
-                }
+            match http::parse_head(&buf).map_err(Some)? {
+                Head::Complete { request, len } => return Ok((request, buf.split_off(len))),
+                Head::Partial => continue,
             }
         }
     };
@@ -119,100 +80,89 @@ pub async fn read_request(
     .await
 }
 
-fn query_param(req: &Request, name: &str) -> Option<String> {
-    form_urlencoded::parse(req.uri().query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 async fn reply(mut stream: TcpStream, response: Vec<u8>) {
     let _ = stream.write_all(&response).await;
     let _ = stream.close().await;
 }
 
+fn health(shard: &Shard) -> Vec<u8> {
+    let config = shard.config();
+    let (code, status) = if shard.is_draining() {
+        ("503 Service Unavailable", "draining")
+    } else {
+        ("200 OK", "ok")
+    };
+    let body = format!(
+        "{{\"status\":\"{status}\",\"node\":{},\"connections\":{}}}\n",
+        serde_json::to_string(&config.node_id).unwrap_or_default(),
+        shard.metrics().active_connections()
+    );
+    http_response(code, &[("Content-Type", "application/json")], &body)
+}
+
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let timeout = Duration::from_secs(shard.config.handshake_timeout_secs);
+    let timeout = Duration::from_secs(shard.config().handshake_timeout_secs);
     let (req, leftover) = match read_request(&mut stream, timeout).await {
         Ok(r) => r,
         Err(Some(response)) => return reply(stream, response).await,
         Err(None) => return,
     };
-    let path = req.uri().path();
-    let endpoint = match path {
-        "/health" => {
-            let status = if shard.draining.get() {
-                "draining"
-            } else {
-                "ok"
-            };
-            let body = format!(
-                "{{\"status\":\"{status}\",\"node\":{},\"connections\":{}}}\n",
-                serde_json::to_string(&shard.config.node_id).unwrap_or_default(),
-                shard.metrics.active_connections()
-            );
-            let code = if shard.draining.get() {
-                "503 Service Unavailable"
-            } else {
-                "200 OK"
-            };
-            let response = http_response(code, &[("Content-Type", "application/json")], &body);
-            return reply(stream, response).await;
-        }
-        "/ws" => Endpoint::Messaging,
-        "/echo" if shard.config.echo => Endpoint::Echo,
-        _ => return reply(stream, text_response("404 Not Found", "no such endpoint\n")).await,
+    let target = match http::target(&req, shard.config().echo) {
+        Ok(t) => t,
+        Err(response) => return reply(stream, response).await,
     };
-    let user = match endpoint {
-        Endpoint::Echo => String::new(),
-        Endpoint::Messaging => match query_param(&req, "userId") {
-            Some(u) if valid_user_id(&u) => u,
-            Some(_) => {
-                let body = "userId must be 1..=128 bytes of letters, digits and -_.@:+=\n";
-                return reply(stream, text_response("400 Bad Request", body)).await;
-            }
-            None => {
-                let body = "missing userId query parameter\n";
-                return reply(stream, text_response("400 Bad Request", body)).await;
-            }
+    match target {
+        Target::Health => reply(stream, health(&shard)).await,
+        Target::Echo { response } => match admit(&shard) {
+            Ok(()) => ws::start(&shard, stream, Upgrade::Echo, response, leftover),
+            Err(refusal) => reply(stream, refusal).await,
         },
-    };
-    let mut response = Vec::with_capacity(160);
-    match create_response(&req) {
-        Ok(r) => write_response(&mut response, &r).expect("writing to a Vec cannot fail"),
-        Err(e) => {
-            let body = format!("not a WebSocket upgrade: {e}\n");
-            return reply(stream, text_response("400 Bad Request", &body)).await;
-        }
+        Target::Messaging {
+            user,
+            resume,
+            response,
+        } => match admit(&shard) {
+            Ok(()) => start_messaging(&shard, stream, user, resume, response, leftover).await,
+            Err(refusal) => reply(stream, refusal).await,
+        },
     }
-    if let Err(why) = shard.admit() {
+}
+
+/// Admission control; `Err` is the 503 to answer with.
+fn admit(shard: &Shard) -> Result<(), Vec<u8>> {
+    shard.admit().map_err(|why| {
         shard.counters().rejected(why);
         let retry = match why {
             Rejection::Rate => "1",
             Rejection::Capacity | Rejection::Draining => "5",
         };
-        let response = http_response(
+        http_response(
             "503 Service Unavailable",
             &[("Retry-After", retry), ("Content-Type", "text/plain")],
             "over capacity, retry later\n",
-        );
-        return reply(stream, response).await;
-    }
-    let resume = query_param(&req, "resume");
-    let owner = match endpoint {
-        Endpoint::Echo => shard.id,
-        Endpoint::Messaging => shard_of(&user, shard.mesh.cores()),
+        )
+    })
+}
+
+/// Serves an admitted `/ws` upgrade here, or hands it to the owning core.
+async fn start_messaging(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    user: String,
+    resume: Option<String>,
+    response: Vec<u8>,
+    leftover: Vec<u8>,
+) {
+    let core = match shard.owner(&user) {
+        Owner::Here => {
+            let upgrade = Upgrade::Messaging {
+                user: user.into(),
+                resume,
+            };
+            return ws::start(shard, stream, upgrade, response, leftover);
+        }
+        Owner::Core(core) => core,
     };
-    if owner == shard.id {
-        return ws::start(
-            &shard,
-            stream,
-            endpoint,
-            user.into(),
-            resume,
-            response,
-            leftover,
-        );
-    }
     // SAFETY: dup returns a new descriptor that nothing else owns.
     let fd = unsafe { libc::dup(stream.as_raw_fd()) };
     if fd < 0 {
@@ -220,16 +170,18 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         return reply(stream, response).await;
     }
     drop(stream);
+    // SAFETY: `fd` is the valid descriptor dup returned above, owned by no
+    // one else; the OwnedFd closes it exactly once.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    shard.mesh.send(
-        owner,
-        CoreMsg::Handoff(Box::new(Handoff {
+    shard.hand_off(
+        core,
+        Handoff {
             fd,
             user,
             resume,
             response,
             leftover,
-        })),
+        },
     );
 }
 
@@ -246,7 +198,7 @@ pub async fn metrics_loop(shard: Rc<Shard>, listener: TcpListener) {
                 Ok((req, _)) if req.uri().path() == "/metrics" => http_response(
                     "200 OK",
                     &[("Content-Type", "text/plain; version=0.0.4")],
-                    &shard.metrics.render(),
+                    &shard.metrics().render(),
                 ),
                 Ok(_) => text_response("404 Not Found", "try /metrics\n"),
                 Err(Some(r)) => r,

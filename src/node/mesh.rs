@@ -15,6 +15,8 @@ use std::{cell::RefCell, os::fd::OwnedFd, rc::Rc, time::Instant};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
 
+use crate::protocol::ErrorCode;
+
 use super::notify::Notify;
 
 /// A socket handed to the core that owns its user, after the upgrade request
@@ -51,7 +53,7 @@ pub enum CoreMsg {
         conn: u64,
         id: Box<str>,
         /// `None` when durable; else the error code and message.
-        error: Option<(&'static str, String)>,
+        error: Option<(ErrorCode, String)>,
     },
     /// A room message for the receiving core's matching subscribers.
     Publish {

@@ -21,6 +21,15 @@ pub struct Limit {
     pub burst: u32,
 }
 
+/// The per-user limits of each message kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `send` and `publish`.
+    pub messages: Limit,
+    /// `join` and `leave`.
+    pub joins: Limit,
+}
+
 impl TokenBucket {
     /// A full bucket for `limit`, as of `now`.
     pub fn full(limit: Limit, now: Instant) -> TokenBucket {

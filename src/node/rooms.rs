@@ -100,11 +100,9 @@ impl RoomIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::rate::Limit;
 
     fn conn(id: u64) -> Rc<Conn> {
-        let l = Limit { rate: 1, burst: 1 };
-        Rc::new(Conn::new(id, "u".into(), 8, 0, [l, l]))
+        Rc::new(Conn::for_test(id, 8))
     }
 
     fn p(s: &str) -> RoomPattern {

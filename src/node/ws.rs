@@ -26,14 +26,16 @@ use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tungstenite::{
     error::Error as WsError,
-    protocol::{frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig, WebSocketContext},
+    protocol::{
+        frame::coding::CloseCode as WsCloseCode, CloseFrame, Role, WebSocketConfig,
+        WebSocketContext,
+    },
     Message,
 };
 
 use crate::protocol::{
-    envelope,
     frame::{write_close, write_frame, OP_BINARY, OP_PING, OP_TEXT},
-    ErrorCode,
+    server, CloseCode, ErrorCode,
 };
 
 use super::{
@@ -42,11 +44,21 @@ use super::{
     shard::Shard,
 };
 
+/// What an upgrade request asked for.
+pub enum Upgrade {
+    /// `/ws?userId=…[&resume=…]`: a protocol v1 session.
+    Messaging {
+        user: Rc<str>,
+        resume: Option<String>,
+    },
+    /// `/echo`.
+    Echo,
+}
+
 /// Which endpoint a connection was upgraded on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/ws`: protocol v1.
-    Messaging,
+enum Endpoint {
+    /// `/ws`: protocol v1, for this user.
+    Messaging(Rc<str>),
     /// `/echo`: every message is sent back as it came.
     Echo,
 }
@@ -120,42 +132,41 @@ impl Io {
 
 /// Takes over a socket handed over by another core.
 pub fn adopt(shard: &Rc<Shard>, h: Handoff) {
-    // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`.
+    // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`;
+    // `into_raw_fd` gives up that ownership to the stream.
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    start(
-        shard,
-        stream,
-        Endpoint::Messaging,
-        h.user.into(),
-        h.resume,
-        h.response,
-        h.leftover,
-    );
+    let upgrade = Upgrade::Messaging {
+        user: h.user.into(),
+        resume: h.resume,
+    };
+    start(shard, stream, upgrade, h.response, h.leftover);
 }
 
 /// Spawns the socket task of a freshly upgraded connection.
 pub fn start(
     shard: &Rc<Shard>,
     stream: TcpStream,
-    endpoint: Endpoint,
-    user: Rc<str>,
-    resume: Option<String>,
+    upgrade: Upgrade,
     response: Vec<u8>,
     leftover: Vec<u8>,
 ) {
     let shard = shard.clone();
     glommio::spawn_local(async move {
-        let conn = shard.new_conn(user);
-        if endpoint == Endpoint::Messaging {
-            // Boxed for the same reason as the frame handler: a one-off.
-            Box::pin(shard.open_session(&conn, resume.as_deref())).await;
-        }
+        let (conn, endpoint) = match upgrade {
+            Upgrade::Echo => (shard.new_conn(None), Endpoint::Echo),
+            Upgrade::Messaging { user, resume } => {
+                let conn = shard.new_conn(Some(user.clone()));
+                // Boxed for the same reason as the frame handler: a one-off.
+                Box::pin(shard.open_session(&conn, user.clone(), resume.as_deref())).await;
+                (conn, Endpoint::Messaging(user))
+            }
+        };
         let io = Io {
             rx: leftover,
             pos: 0,
             tx: response,
         };
-        serve(&shard, &conn, stream, io, endpoint).await;
+        serve(&shard, &conn, stream, io, &endpoint).await;
         shard.close_conn(&conn).await;
     })
     .detach();
@@ -164,10 +175,10 @@ pub fn start(
 enum Flow {
     Continue,
     PeerClosed,
-    Fail(u16, &'static str),
+    Fail(CloseCode),
 }
 
-fn config(max_message: usize) -> WebSocketConfig {
+fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(PARSER_CHUNK)
         // Frames tungstenite writes itself (pongs, close replies) go straight
@@ -182,16 +193,17 @@ async fn serve(
     conn: &Rc<Conn>,
     mut stream: TcpStream,
     mut io: Io,
-    endpoint: Endpoint,
+    endpoint: &Endpoint,
 ) {
+    let config = shard.config();
     let max = match endpoint {
-        Endpoint::Messaging => shard.config.max_message_bytes,
-        Endpoint::Echo => shard.config.echo_max_message_bytes,
+        Endpoint::Messaging(_) => config.max_message_bytes,
+        Endpoint::Echo => config.echo_max_message_bytes,
     };
     // A client that stops reading must not pin the connection forever.
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(shard.config.idle_timeout_secs)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(config.idle_timeout_secs)));
     let _ = stream.set_nodelay(true);
-    let mut ws = WebSocketContext::new(Role::Server, Some(config(max)));
+    let mut ws = WebSocketContext::new(Role::Server, Some(ws_config(max)));
     let mut queue = VecDeque::new();
     let mut closing = false;
     let mut input = !io.rx.is_empty();
@@ -212,8 +224,8 @@ async fn serve(
                     let _ = stream.write_all(&io.tx).await;
                     return;
                 }
-                Flow::Fail(code, reason) => {
-                    write_close(&mut io.tx, code, reason);
+                Flow::Fail(code) => {
+                    write_close(&mut io.tx, code.code(), code.reason());
                     let _ = stream.write_all(&io.tx).await;
                     return;
                 }
@@ -230,14 +242,14 @@ async fn serve(
             queue = VecDeque::new();
         }
         if !closing {
-            if let Some(req) = conn.take_close() {
+            if let Some(code) = conn.take_close() {
                 closing = true;
                 let frame = CloseFrame {
-                    code: CloseCode::from(req.code),
-                    reason: req.reason.into(),
+                    code: WsCloseCode::from(code.code()),
+                    reason: code.reason().into(),
                 };
                 if ws.close(&mut io, Some(frame)).is_err() {
-                    write_close(&mut io.tx, req.code, req.reason);
+                    write_close(&mut io.tx, code.code(), code.reason());
                 }
                 let _ = ws.flush(&mut io);
             }
@@ -249,7 +261,7 @@ async fn serve(
             io.sent();
         }
         let deadline = conn.deadline.get();
-        let expired = || deadline != 0 && shard.clock() >= deadline;
+        let expired = || deadline.is_some_and(|d| shard.clock() >= d);
         if expired() {
             return;
         }
@@ -258,7 +270,7 @@ async fn serve(
                 return Poll::Ready(None);
             }
             conn.set_waker(cx.waker());
-            let mut scratch = shard.scratch.borrow_mut();
+            let mut scratch = shard.scratch().borrow_mut();
             match Pin::new(&mut stream).poll_read(cx, &mut scratch) {
                 Poll::Ready(Ok(n)) => {
                     io.rx.extend_from_slice(&scratch[..n]);
@@ -303,9 +315,11 @@ fn encode(shard: &Shard, conn: &Conn, item: Outbound, tx: &mut Vec<u8>) {
         }
         Outbound::Ping => write_frame(tx, OP_PING, b""),
         Outbound::Reconnect => {
-            let token = shard.sign_token(&conn.user, conn.delivered());
+            let Some(user) = &conn.user else { return };
+            let token = shard.sign_token(user, conn.delivered());
             let mut out = Vec::with_capacity(160);
-            envelope::encode_reconnect(&mut out, &token, shard.config.reconnect_after_ms);
+            let retry = shard.config().reconnect_after_ms;
+            server::encode_reconnect(&mut out, &token, retry, None);
             write_frame(tx, OP_TEXT, &out);
         }
     }
@@ -317,19 +331,21 @@ async fn read_frames(
     conn: &Rc<Conn>,
     ws: &mut WebSocketContext,
     io: &mut Io,
-    endpoint: Endpoint,
+    endpoint: &Endpoint,
 ) -> Flow {
     let ingress = Instant::now();
     loop {
         match ws.read(io) {
             Ok(Message::Text(text)) => match endpoint {
+                Endpoint::Messaging(user) => {
+                    shard.on_text(conn, user, text.as_str(), ingress).await
+                }
                 Endpoint::Echo => write_frame(&mut io.tx, OP_TEXT, text.as_bytes()),
-                Endpoint::Messaging => shard.on_text(conn, text.as_str(), ingress).await,
             },
             Ok(Message::Binary(data)) => match endpoint {
                 Endpoint::Echo => write_frame(&mut io.tx, OP_BINARY, &data),
-                Endpoint::Messaging => conn.push_error(
-                    ErrorCode::BinaryNotSupported.as_str(),
+                Endpoint::Messaging(_) => conn.push_error(
+                    ErrorCode::BinaryNotSupported,
                     None,
                     "send JSON envelopes in text frames",
                 ),
@@ -338,9 +354,9 @@ async fn read_frames(
             Ok(Message::Close(_)) => return Flow::PeerClosed,
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Flow::PeerClosed,
-            Err(WsError::Capacity(_)) => return Flow::Fail(1009, "message too big"),
-            Err(WsError::Utf8(_)) => return Flow::Fail(1007, "invalid UTF-8"),
-            Err(_) => return Flow::Fail(1002, "protocol error"),
+            Err(WsError::Capacity(_)) => return Flow::Fail(CloseCode::TooBig),
+            Err(WsError::Utf8(_)) => return Flow::Fail(CloseCode::InvalidUtf8),
+            Err(_) => return Flow::Fail(CloseCode::ProtocolError),
         }
     }
 }

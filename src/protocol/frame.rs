@@ -1,9 +1,11 @@
-//! Server-side WebSocket frame encoding (RFC 6455 §5.2).
+//! WebSocket frame encoding (RFC 6455 §5.2).
 //!
 //! Frames from a server are never masked, so a frame is a 2-, 4- or 10-byte
 //! header followed by the payload as is. The node writes outbound messages
 //! with these functions straight into a connection's send buffer; inbound
-//! frames are parsed by tungstenite.
+//! frames are parsed by tungstenite. [`write_raw_frame`] writes any first
+//! byte and an optional mask: the tests use it for client frames, broken
+//! ones included. (loadgen frames with its own, independent code on purpose.)
 
 /// Opcode of a text frame.
 pub const OP_TEXT: u8 = 0x1;
@@ -16,19 +18,32 @@ pub const OP_PING: u8 = 0x9;
 
 /// Appends one final (FIN) frame with `opcode` and `payload` to `out`.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    write_raw_frame(out, 0x80 | opcode, payload, None);
+}
+
+/// Appends a frame whose first byte (FIN, RSV1-3, opcode) is `first`,
+/// masked with `mask` when given (client frames are; server frames are not).
+pub fn write_raw_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: Option<[u8; 4]>) {
     let len = payload.len();
-    out.reserve(len + 10);
-    out.push(0x80 | opcode);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    out.reserve(len + 14);
+    out.push(first);
     if len < 126 {
-        out.push(len as u8);
+        out.push(len as u8 | mask_bit);
     } else if len <= u16::MAX as usize {
-        out.push(126);
+        out.push(126 | mask_bit);
         out.extend_from_slice(&(len as u16).to_be_bytes());
     } else {
-        out.push(127);
+        out.push(127 | mask_bit);
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
-    out.extend_from_slice(payload);
+    match mask {
+        None => out.extend_from_slice(payload),
+        Some(m) => {
+            out.extend_from_slice(&m);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        }
+    }
 }
 
 /// Appends a close frame with `code` and a UTF-8 `reason` (cut to fit the
@@ -70,6 +85,24 @@ mod tests {
             assert!(header.is_final && header.mask.is_none());
             assert_eq!(plen as usize, len);
         }
+    }
+
+    #[test]
+    fn masked_frames_unmask_to_the_payload() {
+        use std::io::Cursor;
+        use tungstenite::protocol::frame::FrameHeader;
+        let mut out = Vec::new();
+        write_raw_frame(&mut out, 0x81, b"hello", Some([1, 2, 3, 4]));
+        let mut cur = Cursor::new(&out[..]);
+        let (header, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
+        let mask = header.mask.expect("masked");
+        let start = cur.position() as usize;
+        let payload: Vec<u8> = out[start..start + len as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        assert_eq!(payload, b"hello");
     }
 
     #[test]

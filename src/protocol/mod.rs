@@ -1,13 +1,26 @@
-//! Protocol v1: the JSON envelopes on `/ws`, their codec, the names they
-//! carry (user ids, rooms, subscription patterns) and the error codes. Pure:
-//! no I/O, so every rule here is tested without sockets.
+//! Protocol v1: the JSON envelopes on `/ws` in both directions, their
+//! codec, the names they carry (user ids, rooms, subscription patterns) and
+//! the stable error and close codes. Pure: no I/O, so every rule here is
+//! tested without sockets.
+//!
+//! This is the one definition of the wire format: the node parses
+//! [`ClientEnvelope`]s and encodes [`ServerEnvelope`]s; loadgen and the
+//! tests do the opposite with the same types. The golden vectors in
+//! `src/protocol/vectors/` pin the texts for every other implementation
+//! (the client SDK's tests load them too).
 
-pub mod envelope;
+pub mod client;
+pub mod codes;
 pub mod frame;
 pub mod room;
+pub mod server;
+#[cfg(test)]
+mod vectors;
 
-pub use envelope::{ClientEnvelope, EnvelopeError, ErrorCode};
+pub use client::{ClientEnvelope, EnvelopeError};
+pub use codes::{CloseCode, ErrorCode};
 pub use room::{RoomError, RoomName, RoomPattern};
+pub use server::{DirectTemplate, ServerEnvelope};
 
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_LEN: usize = 128;
@@ -26,6 +39,11 @@ pub fn valid_user_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@:+=".contains(&b))
+}
+
+/// Appends `s` as a JSON string (escaped by serde_json).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
 #[cfg(test)]

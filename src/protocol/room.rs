@@ -154,4 +154,37 @@ mod tests {
         assert_eq!(RoomName::parse(&"a".repeat(129)), Err(RoomError::Length));
         assert!(RoomName::parse("game:7.alert").is_ok());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_is_a_pattern_or_refused_without_panic(text in "\\PC{0,150}") {
+                if let Ok(p) = RoomPattern::parse(&text) {
+                    prop_assert_eq!(p.as_str(), text.as_str());
+                    prop_assert!(p.as_str().len() <= MAX_ROOM_LEN);
+                }
+                let _ = RoomName::parse(&text);
+            }
+
+            #[test]
+            fn a_room_matches_itself_and_star_matches_each_segment(
+                segs in prop::collection::vec("[a-z0-9:_-]{1,6}", 1..6),
+                star in any::<prop::sample::Index>(),
+            ) {
+                let room = segs.join(".");
+                prop_assert!(RoomName::parse(&room).is_ok());
+                prop_assert!(RoomPattern::parse(&room).unwrap().matches(&room));
+                let mut wild = segs.clone();
+                wild[star.index(segs.len())] = "*".into();
+                let pattern = RoomPattern::parse(&wild.join(".")).unwrap();
+                prop_assert!(pattern.is_wildcard());
+                prop_assert!(pattern.matches(&room));
+                let longer = format!("{room}.x");
+                prop_assert!(!pattern.matches(&longer));
+            }
+        }
+    }
 }

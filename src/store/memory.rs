@@ -14,6 +14,8 @@ use std::{
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use crate::protocol::DirectTemplate;
+
 use super::{Store, StoreError, StoredMessage};
 
 struct UserBuffer {
@@ -58,22 +60,6 @@ impl MemoryStore {
         self.users.borrow().get(user).map_or(absent, f)
     }
 
-    /// Drops users whose buffer was not touched for the TTL. Users with a
-    /// live connection are kept fresh by `touch`.
-    pub fn expire(&self, now: Instant) -> usize {
-        let mut users = self.users.borrow_mut();
-        let before = users.len();
-        users.retain(|_, u| now.duration_since(u.touched) < self.ttl);
-        before - users.len()
-    }
-
-    /// Marks `user` as in use now (a connection is open).
-    pub fn touch(&self, user: &str) {
-        if let Some(u) = self.users.borrow_mut().get_mut(user) {
-            u.touched = Instant::now();
-        }
-    }
-
     /// Number of users with an entry.
     pub fn len(&self) -> usize {
         self.users.borrow().len()
@@ -89,13 +75,13 @@ impl Store for MemoryStore {
     async fn append(
         &self,
         user: &str,
-        encode: impl FnOnce(u64) -> Bytes,
+        message: &DirectTemplate,
     ) -> Result<StoredMessage, StoreError> {
         Ok(self.with_user(user, |u| {
             u.last_offset += 1;
             let msg = StoredMessage {
                 offset: u.last_offset,
-                envelope: encode(u.last_offset),
+                envelope: Bytes::from(message.with_offset(u.last_offset)),
             };
             if u.messages.len() == self.capacity {
                 u.messages.pop_front();
@@ -134,6 +120,22 @@ impl Store for MemoryStore {
         });
         Ok(())
     }
+
+    /// Users with a live connection are kept fresh by this.
+    async fn touch(&self, user: &str) -> Result<(), StoreError> {
+        if let Some(u) = self.users.borrow_mut().get_mut(user) {
+            u.touched = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Drops users whose buffer was not touched for the TTL.
+    fn expire(&self, now: Instant) -> usize {
+        let mut users = self.users.borrow_mut();
+        let before = users.len();
+        users.retain(|_, u| now.duration_since(u.touched) < self.ttl);
+        before - users.len()
+    }
 }
 
 #[cfg(test)]
@@ -141,8 +143,11 @@ mod tests {
     use super::*;
     use futures_lite::future::block_on;
 
-    fn env(o: u64) -> Bytes {
-        Bytes::from(format!("m{o}"))
+    fn env() -> DirectTemplate {
+        DirectTemplate {
+            head: b"m".to_vec(),
+            tail: Vec::new(),
+        }
     }
 
     #[test]
@@ -150,9 +155,9 @@ mod tests {
         let s = MemoryStore::new(10, Duration::from_secs(60));
         block_on(async {
             for want in 1..=3 {
-                assert_eq!(s.append("a", env).await.unwrap().offset, want);
+                assert_eq!(s.append("a", &env()).await.unwrap().offset, want);
             }
-            assert_eq!(s.append("b", env).await.unwrap().offset, 1);
+            assert_eq!(s.append("b", &env()).await.unwrap().offset, 1);
             assert_eq!(s.last_offset("a").await.unwrap(), 3);
         });
     }
@@ -162,7 +167,7 @@ mod tests {
         let s = MemoryStore::new(3, Duration::from_secs(60));
         block_on(async {
             for _ in 0..5 {
-                s.append("a", env).await.unwrap();
+                s.append("a", &env()).await.unwrap();
             }
             let all: Vec<u64> = s
                 .read_after("a", 0)
@@ -193,8 +198,8 @@ mod tests {
     fn delivered_mark_only_moves_forward_and_not_past_the_last_offset() {
         let s = MemoryStore::new(3, Duration::from_secs(60));
         block_on(async {
-            s.append("a", env).await.unwrap();
-            s.append("a", env).await.unwrap();
+            s.append("a", &env()).await.unwrap();
+            s.append("a", &env()).await.unwrap();
             s.set_delivered("a", 2).await.unwrap();
             s.set_delivered("a", 1).await.unwrap();
             assert_eq!(s.delivered("a").await.unwrap(), 2);
@@ -207,7 +212,7 @@ mod tests {
     fn untouched_users_expire_after_the_ttl() {
         let s = MemoryStore::new(3, Duration::from_millis(1));
         block_on(async {
-            s.append("a", env).await.unwrap();
+            s.append("a", &env()).await.unwrap();
         });
         assert_eq!(s.expire(Instant::now() + Duration::from_millis(5)), 1);
         assert!(s.is_empty());

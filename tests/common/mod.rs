@@ -5,13 +5,17 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    process::{Command, ExitStatus, Stdio},
+    time::Duration,
 };
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use shardcast::{
+    harness::NodeProcess,
+    protocol::{client, ClientEnvelope, RoomPattern, ServerEnvelope},
+};
 use tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame},
     stream::MaybeTlsStream,
@@ -22,39 +26,38 @@ pub const SECRET: &str = "integration-test-secret-0123456789";
 
 /// A running node; killed when dropped.
 pub struct Node {
-    child: Child,
+    pub process: NodeProcess,
     pub ws: SocketAddr,
     pub metrics: SocketAddr,
+}
+
+/// The node command line the tests use: ephemeral ports, `--cores 2`, the
+/// test secret, then `extra`.
+pub fn node_command(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--cores", "2", "--node-id", "test-node"])
+        .args(extra)
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    command
 }
 
 impl Node {
     /// Starts a node with `--cores 2` and `extra` flags.
     pub fn start(extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast-node"))
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--cores", "2", "--node-id", "test-node"])
-            .args(extra)
-            .env("SHARDCAST_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start shardcast-node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = |key: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
+        Node::from_command(node_command(extra))
+    }
+
+    /// Starts the node `command` describes.
+    pub fn from_command(command: Command) -> Node {
+        let process = NodeProcess::start(command).expect("start shardcast-node");
         Node {
-            ws: addr("ws="),
-            metrics: addr("metrics="),
-            child,
+            ws: process.ws,
+            metrics: process.metrics,
+            process,
         }
     }
 
@@ -109,15 +112,7 @@ impl Node {
 
     /// Sends SIGTERM and waits for the exit (at most `within`).
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(t0.elapsed() < within, "node still running after {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.terminate(within).expect("node exits")
     }
 
     /// Raw TCP connection to the main port.
@@ -139,13 +134,6 @@ impl Node {
         )
         .unwrap();
         s
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -171,19 +159,22 @@ pub enum Ended {
 }
 
 impl Client {
-    pub fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).unwrap();
-    }
-
+    /// Sends raw text as it is (bad input, on purpose).
     pub fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).unwrap();
     }
 
-    /// The next JSON envelope (skips pings/pongs).
+    fn send_encoded(&mut self, out: Vec<u8>) {
+        let text = String::from_utf8(out).expect("envelopes are UTF-8");
+        self.ws.send(Message::text(text)).unwrap();
+    }
+
+    /// The next envelope (skips pings/pongs). It must parse as a protocol v1
+    /// server envelope; it is returned as JSON for the assertions.
     pub fn recv(&mut self) -> Value {
         loop {
             match self.ws.read().expect("read a message") {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Text(t) => return server_envelope(t.as_str()),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected {other:?}"),
             }
@@ -196,7 +187,7 @@ impl Client {
         let mut seen = Vec::new();
         loop {
             match self.ws.read() {
-                Ok(Message::Text(t)) => seen.push(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Message::Text(t)) => seen.push(server_envelope(t.as_str())),
                 Ok(Message::Close(f)) => {
                     // Complete the closing handshake.
                     while self.ws.read().is_ok() {}
@@ -210,8 +201,51 @@ impl Client {
 
     /// Sends a direct message.
     pub fn send_direct(&mut self, to: &str, id: &str, data: Value) {
-        self.send(json!({"type":"send","to":to,"id":id,"data":data}));
+        let data = serde_json::value::to_raw_value(&data).unwrap();
+        let mut out = Vec::new();
+        client::encode_send(&mut out, to, id, &data);
+        self.send_encoded(out);
     }
+
+    /// Subscribes to `pattern`, asking for an ack with `id`.
+    pub fn join(&mut self, pattern: &str, id: &str) {
+        self.subscription(pattern, id, true);
+    }
+
+    /// Drops the subscription `pattern`, asking for an ack with `id`.
+    pub fn leave(&mut self, pattern: &str, id: &str) {
+        self.subscription(pattern, id, false);
+    }
+
+    fn subscription(&mut self, pattern: &str, id: &str, join: bool) {
+        let pattern = RoomPattern::parse(pattern).expect("a valid pattern");
+        let id = Some(id.into());
+        let env = if join {
+            ClientEnvelope::Join { pattern, id }
+        } else {
+            ClientEnvelope::Leave { pattern, id }
+        };
+        let mut out = Vec::new();
+        env.encode(&mut out);
+        self.send_encoded(out);
+    }
+
+    /// Publishes `data` to `room`.
+    pub fn publish(&mut self, room: &str, id: &str, data: Value) {
+        let data = serde_json::value::to_raw_value(&data).unwrap();
+        let mut out = Vec::new();
+        client::encode_publish(&mut out, room, id, &data);
+        self.send_encoded(out);
+    }
+}
+
+/// Parses `text` as a server envelope (panics if it is not one) and returns
+/// it as JSON.
+fn server_envelope(text: &str) -> Value {
+    if let Err(e) = ServerEnvelope::parse(text.as_bytes()) {
+        panic!("not a protocol v1 server envelope: {text}: {e:?}");
+    }
+    serde_json::from_str(text).unwrap()
 }
 
 /// The close code of `ended`, if a close frame came.

@@ -8,8 +8,8 @@
 
 use super::{close_all, open_plain, open_session, ramp};
 use crate::cli::ConnectArgs;
-use crate::envelope::UserNames;
 use crate::plan::units_of_core;
+use crate::probe::UserNames;
 use crate::runtime::CoreCtx;
 use crate::ws::{Conn, Ended, Next};
 use std::cell::Cell;

@@ -15,9 +15,9 @@ use super::{
 use crate::accounting::FlowRx;
 use crate::cli::EchoArgs;
 use crate::clock;
-use crate::envelope::{padding, Probe, ProbeIn};
 use crate::pacer::Pacer;
 use crate::plan::units_of_core;
+use crate::probe::{padding, Probe, ProbeIn};
 use crate::runtime::CoreCtx;
 use crate::ws::{Conn, Next};
 use std::cell::{Cell, RefCell};

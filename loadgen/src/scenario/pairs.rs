@@ -24,15 +24,15 @@ use crate::accounting::FlowRx;
 use crate::backoff::Backoff;
 use crate::cli::{DirectArgs, StormArgs};
 use crate::clock;
-use crate::envelope::{
-    message_id, padding, parse_message_id, ClientEnvelope, Probe, ServerEnvelope, UserNames,
-};
 use crate::pacer::Pacer;
 use crate::plan::units_of_core;
+use crate::probe::{message_id, padding, parse_message_id, probe_in, write_send, Probe, UserNames};
 use crate::runtime::CoreCtx;
 use crate::ws::session::Welcome;
 use crate::ws::{Conn, Next};
 use rand::{rngs::SmallRng, SeedableRng};
+use serde_json::value::RawValue;
+use shardcast::protocol::{ErrorCode, ServerEnvelope};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -116,18 +116,12 @@ impl PairCore {
         let r = conn.map(|c| {
             let to = self.names.name(self.first + (u ^ 1) as u64);
             let id = message_id(self.first + u as u64, seq);
-            c.send_text_with(|buf| {
-                ClientEnvelope::Send {
-                    to: &to,
-                    id: &id,
-                    data: Probe {
-                        t,
-                        s: seq,
-                        p: self.pad.as_str().into(),
-                    },
-                }
-                .write_to(buf)
-            })
+            let probe = Probe {
+                t,
+                s: seq,
+                p: self.pad.as_str().into(),
+            };
+            c.send_text_with(|buf| write_send(buf, &to, &id, &probe))
         });
         let sent = record_send(&self.ctx, r);
         if sent {
@@ -139,32 +133,37 @@ impl PairCore {
 
     fn on_message(&self, r: usize, payload: &[u8]) -> Next {
         let now = clock::now_ns();
-        let Ok(env) = ServerEnvelope::parse(payload) else {
-            self.ctx.stats().error("bad_json");
-            return Next::Continue;
-        };
-        match &*env.kind {
-            "msg" => self.on_msg(r, &env, now),
-            "ack" => self.ctx.stats().counters.acked += 1,
-            "error" => self.on_error(&env),
-            "reconnect" => {
-                let mut users = self.users.borrow_mut();
-                if env.resume_token.is_some() {
-                    users[r].token = env.resume_token;
-                }
-                users[r].retry_after_ms = env.retry_after_ms;
+        let env = match ServerEnvelope::parse(payload) {
+            Ok(env) => env,
+            Err(e) => {
+                self.ctx.stats().error(e.code.as_str());
+                return Next::Continue;
             }
-            _ => self.ctx.stats().error("unexpected_envelope"),
+        };
+        match env {
+            ServerEnvelope::Msg { from, id, data, .. } => self.on_msg(r, &from, &id, data, now),
+            ServerEnvelope::Ack { .. } => self.ctx.stats().counters.acked += 1,
+            ServerEnvelope::Error { code, id, .. } => self.on_error(code, id.as_deref()),
+            ServerEnvelope::Reconnect {
+                resume_token,
+                retry_after_ms,
+                ..
+            } => {
+                let mut users = self.users.borrow_mut();
+                users[r].token = Some(resume_token.into_owned());
+                users[r].retry_after_ms = Some(retry_after_ms);
+            }
+            ServerEnvelope::Welcome { .. } => self.ctx.stats().error("unexpected_envelope"),
         }
         Next::Continue
     }
 
-    fn on_msg(&self, r: usize, env: &ServerEnvelope<'_>, now: u64) {
+    fn on_msg(&self, r: usize, from: &str, id: &str, data: &RawValue, now: u64) {
         let sender = r ^ 1;
         let partner = self.first + sender as u64;
-        let from = env.from.as_deref().and_then(|f| self.names.index(f));
-        let id = env.id.as_deref().and_then(parse_message_id);
-        let (Some(probe), true) = (env.probe(), from == Some(partner)) else {
+        let from = self.names.index(from);
+        let id = parse_message_id(id);
+        let (Some(probe), true) = (probe_in(data), from == Some(partner)) else {
             self.ctx.stats().error("unexpected_message");
             return;
         };
@@ -189,10 +188,9 @@ impl PairCore {
         }
     }
 
-    fn on_error(&self, env: &ServerEnvelope<'_>) {
-        let code = env.code.as_deref().unwrap_or("unknown");
+    fn on_error(&self, code: ErrorCode, id: Option<&str>) {
         self.ctx.stats().error(&format!("server_{code}"));
-        let Some((sender, seq)) = env.id.as_deref().and_then(parse_message_id) else {
+        let Some((sender, seq)) = id.and_then(parse_message_id) else {
             return;
         };
         let Some(su) = sender.checked_sub(self.first).map(|v| v as usize) else {

@@ -15,13 +15,15 @@ use super::{
 use crate::accounting::FlowRx;
 use crate::cli::RoomsArgs;
 use crate::clock;
-use crate::envelope::{
-    message_id, padding, parse_message_id, ClientEnvelope, Probe, ServerEnvelope, UserNames,
-};
 use crate::pacer::Pacer;
 use crate::plan::units_of_core;
+use crate::probe::{
+    message_id, padding, parse_message_id, probe_in, write_publish, Probe, UserNames,
+};
 use crate::runtime::CoreCtx;
 use crate::ws::{Conn, Next};
+use serde_json::value::RawValue;
+use shardcast::protocol::{ClientEnvelope, ErrorCode, RoomPattern, ServerEnvelope};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -72,18 +74,12 @@ impl RoomsCore {
         let r = conn.map(|c| {
             let room = self.names.room(self.room_of(m));
             let id = message_id(self.global_user(m), seq);
-            c.send_text_with(|buf| {
-                ClientEnvelope::Publish {
-                    room: &room,
-                    id: &id,
-                    data: Probe {
-                        t,
-                        s: seq,
-                        p: self.pad.as_str().into(),
-                    },
-                }
-                .write_to(buf)
-            })
+            let probe = Probe {
+                t,
+                s: seq,
+                p: self.pad.as_str().into(),
+            };
+            c.send_text_with(|buf| write_publish(buf, &room, &id, &probe))
         });
         let sent = record_send(&self.ctx, r);
         if sent {
@@ -96,16 +92,19 @@ impl RoomsCore {
 
     fn on_message(&self, m: usize, payload: &[u8]) -> Next {
         let now = clock::now_ns();
-        let Ok(env) = ServerEnvelope::parse(payload) else {
-            self.ctx.stats().error("bad_json");
-            return Next::Continue;
+        let env = match ServerEnvelope::parse(payload) {
+            Ok(env) => env,
+            Err(e) => {
+                self.ctx.stats().error(e.code.as_str());
+                return Next::Continue;
+            }
         };
-        match &*env.kind {
-            "msg" => self.on_msg(m, &env, now),
-            "ack" => self.ctx.stats().counters.acked += 1,
-            "error" => self.on_error(&env),
-            "reconnect" => {}
-            _ => self.ctx.stats().error("unexpected_envelope"),
+        match env {
+            ServerEnvelope::Msg { from, id, data, .. } => self.on_msg(m, &from, &id, data, now),
+            ServerEnvelope::Ack { .. } => self.ctx.stats().counters.acked += 1,
+            ServerEnvelope::Error { code, id, .. } => self.on_error(code, id.as_deref()),
+            ServerEnvelope::Reconnect { .. } => {}
+            ServerEnvelope::Welcome { .. } => self.ctx.stats().error("unexpected_envelope"),
         }
         Next::Continue
     }
@@ -118,14 +117,15 @@ impl RoomsCore {
         (p < self.publishers).then_some(room_start + p)
     }
 
-    fn on_msg(&self, m: usize, env: &ServerEnvelope<'_>, now: u64) {
-        let from = env.from.as_deref().and_then(|f| self.names.index(f));
+    fn on_msg(&self, m: usize, from: &str, id: &str, data: &RawValue, now: u64) {
+        let from = self.names.index(from);
         let publisher = from.and_then(|g| self.publisher_in_room_of(m, g));
-        let (Some(pm), Some(probe), false) = (publisher, env.probe(), self.is_publisher(m)) else {
+        let (Some(pm), Some(probe), false) = (publisher, probe_in(data), self.is_publisher(m))
+        else {
             self.ctx.stats().error("unexpected_message");
             return;
         };
-        if env.id.as_deref().and_then(parse_message_id) != Some((self.global_user(pm), probe.s)) {
+        if parse_message_id(id) != Some((self.global_user(pm), probe.s)) {
             self.ctx.stats().error("id_mismatch");
             return;
         }
@@ -145,10 +145,9 @@ impl RoomsCore {
     }
 
     /// A refused publish will reach no subscriber: settle it for all.
-    fn on_error(&self, env: &ServerEnvelope<'_>) {
-        let code = env.code.as_deref().unwrap_or("unknown");
+    fn on_error(&self, code: ErrorCode, id: Option<&str>) {
         self.ctx.stats().error(&format!("server_{code}"));
-        let Some((sender, seq)) = env.id.as_deref().and_then(parse_message_id) else {
+        let Some((sender, seq)) = id.and_then(parse_message_id) else {
             return;
         };
         let Some(pm) = sender
@@ -217,9 +216,12 @@ pub async fn run(ctx: &Rc<CoreCtx>, args: &RoomsArgs) {
             let (conn, _) =
                 open_session(ctx, ctx.plan.target_for(room), &name, None, source, false).await?;
             if !core.is_publisher(m) {
-                let room = core.names.room(room);
-                let joined =
-                    conn.send_text_with(|b| ClientEnvelope::Join { room: &room }.write_to(b));
+                let join = ClientEnvelope::Join {
+                    pattern: RoomPattern::parse(&core.names.room(room))
+                        .expect("loadgen's room names are valid"),
+                    id: None,
+                };
+                let joined = conn.send_text_with(|b| join.encode(b));
                 if joined.is_err() {
                     ctx.stats().error("join_failed");
                 }

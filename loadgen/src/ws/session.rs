@@ -8,9 +8,9 @@
 
 use super::conn::{connect, Conn, Next};
 use super::error::ConnectError;
-use crate::envelope::ServerEnvelope;
 use crate::target::Target;
 use futures_lite::future;
+use shardcast::protocol::ServerEnvelope;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -64,9 +64,13 @@ pub async fn open(
 fn parse_welcome(payload: &[u8]) -> Result<Welcome, String> {
     let shorten = || String::from_utf8_lossy(&payload[..payload.len().min(120)]).into_owned();
     match ServerEnvelope::parse(payload) {
-        Ok(env) if env.kind == "welcome" => Ok(Welcome {
-            resume_token: env.resume_token,
-            offset: env.offset,
+        Ok(ServerEnvelope::Welcome {
+            resume_token,
+            offset,
+            ..
+        }) => Ok(Welcome {
+            resume_token: Some(resume_token.into_owned()),
+            offset: Some(offset),
         }),
         _ => Err(shorten()),
     }

@@ -1,0 +1,140 @@
+//! Starting a `shardcast-node` process and finding its ports: the one
+//! harness shared by the integration tests, loadgen's tests, examples and
+//! benchmarks.
+//!
+//! The node prints one line on stdout once every listener is bound,
+//! `listening ws=ADDR metrics=ADDR`; the harness reads it, so callers can
+//! pass port 0 and learn the real ports. A [`NodeProcess`] is killed
+//! (SIGKILL) when dropped, so a failing test leaves no node behind.
+
+use std::{
+    io::{self, BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A running node process.
+pub struct NodeProcess {
+    child: Child,
+    /// Kept open so that the node never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// The WebSocket port (`/ws`, `/echo`, `/health`).
+    pub ws: SocketAddr,
+    /// The metrics port (`/metrics`).
+    pub metrics: SocketAddr,
+}
+
+impl NodeProcess {
+    /// Spawns `command` (a `shardcast-node` command line) with stdout piped
+    /// and waits for its listening line. A node that exits first, or prints
+    /// something else, is an error that carries what it printed.
+    pub fn start(mut command: Command) -> io::Result<NodeProcess> {
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let addr = |key: &str| -> Option<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))?
+                .parse()
+                .ok()
+        };
+        match (addr("ws="), addr("metrics=")) {
+            (Some(ws), Some(metrics)) => Ok(NodeProcess {
+                child,
+                _stdout: stdout,
+                ws,
+                metrics,
+            }),
+            _ => {
+                let status = child.wait()?;
+                Err(io::Error::other(format!(
+                    "node did not start ({status}); first line: {line:?}"
+                )))
+            }
+        }
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the node.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped; it
+        // touches no memory of ours.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Sends SIGTERM (drain) and waits for the exit, at most `within`.
+    pub fn terminate(&mut self, within: Duration) -> io::Result<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit(within)
+    }
+
+    /// Kills the node with SIGKILL (no drain, nothing flushed) and reaps it.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait()
+    }
+
+    /// Waits for the node to exit, at most `within`.
+    pub fn wait_for_exit(&mut self, within: Duration) -> io::Result<ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if t0.elapsed() > within {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("node still running after {within:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `shardcast-node` binary for crates that cannot name it with
+/// `CARGO_BIN_EXE_…` (loadgen's tests, examples): `SHARDCAST_NODE_BIN`, else
+/// the newest of `{$CARGO_TARGET_DIR,<workspace>/target}/{release,debug}/`.
+pub fn node_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SHARDCAST_NODE_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("SHARDCAST_NODE_BIN={} does not exist", p.display()),
+            ))
+        };
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![workspace.join("target")];
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        dirs.insert(0, PathBuf::from(t));
+    }
+    dirs.iter()
+        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join("shardcast-node")))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "shardcast-node binary not found: build the workspace first \
+                 (cargo build --release --bin shardcast-node) or set SHARDCAST_NODE_BIN",
+            )
+        })
+}

@@ -1,0 +1,237 @@
+//! A core's shard: the users it owns, their connections, their rooms and
+//! their store.
+//!
+//! Invariant: everything here is touched by this core only (`Rc`,
+//! `RefCell`, `Cell`); other cores reach it through [`CoreMsg`]s. A user is
+//! owned by core `shard_of(user)`, so its connection, offsets and buffer all
+//! live here, and its offsets have exactly one writer.
+//!
+//! The shard is split by concept: this file holds its state, admission and
+//! the connection registry; [`session`] opens sessions (tokens, replay);
+//! [`route`] decides where every envelope goes; [`housekeeping`] runs the
+//! periodic tick and the drain.
+//!
+//! [`CoreMsg`]: super::mesh::CoreMsg
+
+mod housekeeping;
+mod route;
+mod session;
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+    sync::{atomic::AtomicBool, Arc},
+    time::Instant,
+};
+
+use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
+
+use crate::{
+    config::Config,
+    metrics::{latency_histogram, CoreMetrics, Metrics, Rejection},
+    store::{CoreStore, Store},
+};
+
+use super::{
+    conn::Conn,
+    mesh::Mesh,
+    notify::Notify,
+    rate::{Limit, Limits, TokenBucket},
+    rooms::RoomIndex,
+};
+
+pub use route::Owner;
+pub use session::unix_now;
+
+/// See the module docs.
+pub struct Shard {
+    id: usize,
+    config: Rc<Config>,
+    mesh: Rc<Mesh>,
+    metrics: Arc<Metrics>,
+    store: CoreStore,
+    users: RefCell<FxHashMap<Rc<str>, Rc<Conn>>>,
+    conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
+    rooms: RefCell<RoomIndex>,
+    next_conn: Cell<u64>,
+    started: Instant,
+    clock: Cell<u32>,
+    draining: Cell<bool>,
+    drain_started: Notify,
+    /// Core-clock second by which a drain gives up waiting for clients.
+    drain_deadline: Cell<Option<u32>>,
+    node_drain: Arc<AtomicBool>,
+    scratch: RefCell<Vec<u8>>,
+    handshakes: TokenBucket,
+    handshake_limit: Limit,
+    limits: Limits,
+    latency: RefCell<Histogram<u64>>,
+    ticks: Cell<u64>,
+}
+
+/// Size of the per-core read buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+impl Shard {
+    /// The shard of core `id`.
+    pub fn new(
+        id: usize,
+        config: Rc<Config>,
+        mesh: Rc<Mesh>,
+        metrics: Arc<Metrics>,
+        node_drain: Arc<AtomicBool>,
+    ) -> Shard {
+        let cores = mesh.cores() as u32;
+        let per_core = config.handshakes_per_sec.div_ceil(cores).max(1);
+        let handshake_limit = Limit {
+            rate: per_core,
+            burst: per_core,
+        };
+        let limits = Limits {
+            messages: Limit {
+                rate: config.rate_messages_per_sec,
+                burst: config.rate_messages_burst,
+            },
+            joins: Limit {
+                rate: config.rate_joins_per_sec,
+                burst: config.rate_joins_burst,
+            },
+        };
+        let now = Instant::now();
+        Shard {
+            id,
+            store: CoreStore::for_core(&config),
+            config,
+            mesh,
+            metrics,
+            users: RefCell::default(),
+            conns: RefCell::default(),
+            rooms: RefCell::default(),
+            next_conn: Cell::new(1),
+            started: now,
+            clock: Cell::new(0),
+            draining: Cell::new(false),
+            drain_started: Notify::default(),
+            drain_deadline: Cell::new(None),
+            node_drain,
+            scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            handshakes: TokenBucket::full(handshake_limit, now),
+            handshake_limit,
+            limits,
+            latency: RefCell::new(latency_histogram()),
+            ticks: Cell::new(0),
+        }
+    }
+
+    /// This core's id, `0..cores`.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The node's metrics (every core's counters).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// This core's counters.
+    pub fn counters(&self) -> &CoreMetrics {
+        &self.metrics.cores[self.id]
+    }
+
+    /// Seconds since the core started (updated by `tick`).
+    pub fn clock(&self) -> u32 {
+        self.clock.get()
+    }
+
+    /// True once the node started draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Wakes its one waiter (the accept loop) when draining starts.
+    pub fn drain_started(&self) -> &Notify {
+        &self.drain_started
+    }
+
+    /// The core's read buffer: sockets are read into it inside one poll and
+    /// copied out at once, so idle connections hold no read buffer.
+    pub fn scratch(&self) -> &RefCell<Vec<u8>> {
+        &self.scratch
+    }
+
+    /// Whether a new connection may be admitted now; `Err` says why not.
+    pub fn admit(&self) -> Result<(), Rejection> {
+        if self.draining.get() {
+            return Err(Rejection::Draining);
+        }
+        // The connection may land on another core, so the queue-depth cap is
+        // checked node-wide: the per-core cap times the number of cores.
+        let queue_cap = self.config.max_queued_per_core * self.mesh.cores();
+        if self.metrics.active_connections() >= self.config.max_connections as u64
+            || self.metrics.queued() >= queue_cap as u64
+        {
+            return Err(Rejection::Capacity);
+        }
+        if !self.handshakes.take(self.handshake_limit, Instant::now()) {
+            return Err(Rejection::Rate);
+        }
+        Ok(())
+    }
+
+    /// A new connection for `user` (`None` on `/echo`), registered for
+    /// housekeeping and drain.
+    pub fn new_conn(&self, user: Option<Rc<str>>) -> Rc<Conn> {
+        let seq = self.next_conn.get();
+        self.next_conn.set(seq + 1);
+        let conn = Rc::new(Conn::new(
+            (self.id as u64) << 48 | seq,
+            user,
+            self.config.outbound_queue,
+            self.clock(),
+            self.limits,
+        ));
+        self.conns.borrow_mut().insert(conn.id, conn.clone());
+        self.counters().connection_opened();
+        if self.draining.get() {
+            self.close_for_drain(&conn);
+        }
+        conn
+    }
+
+    /// Forgets a closed connection: its user entry (if still this one), its
+    /// subscriptions, and records how far it was delivered.
+    pub async fn close_conn(&self, conn: &Rc<Conn>) {
+        self.conns.borrow_mut().remove(&conn.id);
+        self.counters().connection_closed();
+        let Some(user) = &conn.user else {
+            return;
+        };
+        {
+            let mut users = self.users.borrow_mut();
+            if users.get(user).is_some_and(|c| c.id == conn.id) {
+                users.remove(user);
+            }
+        }
+        let subs = std::mem::take(&mut *conn.subscriptions.borrow_mut());
+        {
+            let mut rooms = self.rooms.borrow_mut();
+            for pattern in &subs {
+                rooms.unsubscribe(pattern, conn.id);
+            }
+        }
+        // Best effort: without the mark, the next plain connect replays more.
+        let _ = self.store.set_delivered(user, conn.delivered()).await;
+    }
+
+    /// Records an in-node delivery latency.
+    pub fn record_latency(&self, ingress: Instant) {
+        let us = ingress.elapsed().as_micros().max(1) as u64;
+        let _ = self.latency.borrow_mut().record(us.min(60_000_000));
+    }
+}

@@ -1,0 +1,252 @@
+//! Routing: where every envelope from a client and every message from
+//! another core goes.
+//!
+//! [`Shard::owner`] is the one place that decides where a user lives, as
+//! seen from this core: here, or on another core of this node (the relay
+//! adds "another node"). A direct message is made durable by the owning
+//! core (offset + buffer) before it is acked; an ack that crosses cores
+//! travels back over the mesh to the sender's core, which answers the
+//! sender's connection if it is still the same one.
+
+use std::{rc::Rc, time::Instant};
+
+use bytes::Bytes;
+
+use crate::{
+    metrics::{DropReason, Path},
+    protocol::{server, ClientEnvelope, DirectTemplate, ErrorCode, RoomPattern},
+    store::{Store, StoreError},
+};
+
+use super::{
+    super::{
+        conn::{Conn, Outbound},
+        mesh::{CoreMsg, Handoff},
+        shard_of,
+    },
+    Shard,
+};
+
+/// Where a user is owned, as seen from one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This core.
+    Here,
+    /// Another core of this node.
+    Core(usize),
+}
+
+impl Shard {
+    /// Where `user` is owned.
+    pub fn owner(&self, user: &str) -> Owner {
+        match shard_of(user, self.mesh.cores()) {
+            core if core == self.id => Owner::Here,
+            core => Owner::Core(core),
+        }
+    }
+
+    /// Passes an upgraded socket to the core that owns its user.
+    pub fn hand_off(&self, core: usize, handoff: Handoff) {
+        self.mesh.send(core, CoreMsg::Handoff(Box::new(handoff)));
+    }
+
+    /// Handles one text frame from `conn` (a `/ws` connection of `user`),
+    /// received at `ingress`.
+    pub async fn on_text(&self, conn: &Rc<Conn>, user: &str, text: &str, ingress: Instant) {
+        let envelope = match ClientEnvelope::parse(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.counters().drop(DropReason::Invalid);
+                conn.push_error(e.code, e.id.as_deref(), &e.message);
+                return;
+            }
+        };
+        match envelope {
+            ClientEnvelope::Send { to, id, data } => {
+                if !conn.messages_bucket.take(self.limits.messages, ingress) {
+                    return self.rate_limited(conn, Some(&id));
+                }
+                match self.owner(&to) {
+                    Owner::Here => {
+                        self.counters().message(Path::Local);
+                        let message = DirectTemplate::new(user, &id, data.get());
+                        match self.deliver_direct(&to, &message, ingress).await {
+                            Ok(()) => conn.push_ack(&id),
+                            Err(e) => self.unavailable(conn, &id, e),
+                        }
+                    }
+                    Owner::Core(core) => {
+                        self.counters().message(Path::Core);
+                        self.mesh.send(
+                            core,
+                            CoreMsg::Direct {
+                                from: user.into(),
+                                from_conn: conn.id,
+                                to: to.into(),
+                                id: id.into(),
+                                data: data.get().into(),
+                                ingress,
+                            },
+                        );
+                    }
+                }
+            }
+            ClientEnvelope::Join { pattern, id } => {
+                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                    return self.rate_limited(conn, None);
+                }
+                if let Err(max) = self.subscribe(conn, pattern) {
+                    return conn.push_error(
+                        ErrorCode::TooManySubscriptions,
+                        None,
+                        &format!("at most {max} subscriptions"),
+                    );
+                }
+                if let Some(id) = id {
+                    conn.push_ack(&id);
+                }
+            }
+            ClientEnvelope::Leave { pattern, id } => {
+                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                    return self.rate_limited(conn, None);
+                }
+                conn.subscriptions.borrow_mut().retain(|p| p != &pattern);
+                self.rooms.borrow_mut().unsubscribe(&pattern, conn.id);
+                if let Some(id) = id {
+                    conn.push_ack(&id);
+                }
+            }
+            ClientEnvelope::Publish { room, id, data } => {
+                if !conn.messages_bucket.take(self.limits.messages, ingress) {
+                    return self.rate_limited(conn, Some(&id));
+                }
+                let mut out = Vec::with_capacity(64 + data.get().len());
+                server::encode_room(&mut out, room.as_str(), user, &id, data.get());
+                let envelope = Bytes::from(out);
+                for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
+                    self.mesh.send(
+                        core,
+                        CoreMsg::Publish {
+                            room: room.as_str().into(),
+                            envelope: envelope.clone(),
+                            ingress,
+                        },
+                    );
+                }
+                self.publish_local(room.as_str(), envelope, ingress);
+                conn.push_ack(&id);
+            }
+        }
+    }
+
+    /// Adds `pattern` to `conn`'s subscriptions (idempotent); `Err` carries
+    /// the limit when the connection already holds the most allowed.
+    fn subscribe(&self, conn: &Rc<Conn>, pattern: RoomPattern) -> Result<(), usize> {
+        let mut subs = conn.subscriptions.borrow_mut();
+        if subs.contains(&pattern) {
+            return Ok(());
+        }
+        if subs.len() >= self.config.max_subscriptions {
+            return Err(self.config.max_subscriptions);
+        }
+        self.rooms.borrow_mut().subscribe(&pattern, conn);
+        subs.push(pattern);
+        Ok(())
+    }
+
+    fn rate_limited(&self, conn: &Conn, id: Option<&str>) {
+        self.counters().drop(DropReason::RateLimited);
+        conn.push_error(ErrorCode::RateLimited, id, "rate limit exceeded, slow down");
+    }
+
+    fn unavailable(&self, conn: &Conn, id: &str, e: StoreError) {
+        self.counters().drop(DropReason::Unavailable);
+        conn.push_error(ErrorCode::Unavailable, Some(id), &e.to_string());
+    }
+
+    /// Gives the message the recipient's next offset, buffers it, and queues
+    /// it on the recipient's connection if it has one. `to` is owned here.
+    async fn deliver_direct(
+        &self,
+        to: &str,
+        message: &DirectTemplate,
+        ingress: Instant,
+    ) -> Result<(), StoreError> {
+        let stored = self.store.append(to, message).await?;
+        let conn = self.users.borrow().get(to).cloned();
+        if let Some(conn) = conn {
+            if !conn.push_direct(stored, Some(ingress)) {
+                self.counters().drop(DropReason::BufferFull);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_local(&self, room: &str, envelope: Bytes, ingress: Instant) {
+        let mut dropped = 0;
+        self.rooms.borrow().for_each_subscriber(room, |c| {
+            let kept = c.push(Outbound::Room {
+                envelope: envelope.clone(),
+                ingress,
+            });
+            dropped += usize::from(!kept);
+        });
+        for _ in 0..dropped {
+            self.counters().drop(DropReason::BufferFull);
+        }
+    }
+
+    /// Handles a message from another core.
+    pub async fn on_core_msg(self: &Rc<Self>, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Handoff(h) => super::super::ws::adopt(self, *h),
+            CoreMsg::Direct {
+                from,
+                from_conn,
+                to,
+                id,
+                data,
+                ingress,
+            } => {
+                let message = DirectTemplate::new(&from, &id, &data);
+                let error = self
+                    .deliver_direct(&to, &message, ingress)
+                    .await
+                    .err()
+                    .map(|e| {
+                        self.counters().drop(DropReason::Unavailable);
+                        (ErrorCode::Unavailable, e.to_string())
+                    });
+                let back = shard_of(&from, self.mesh.cores());
+                self.mesh.send(
+                    back,
+                    CoreMsg::Ack {
+                        user: from,
+                        conn: from_conn,
+                        id,
+                        error,
+                    },
+                );
+            }
+            CoreMsg::Ack {
+                user,
+                conn,
+                id,
+                error,
+            } => {
+                let target = self.users.borrow().get(&*user).cloned();
+                if let Some(c) = target.filter(|c| c.id == conn) {
+                    match error {
+                        None => c.push_ack(&id),
+                        Some((code, message)) => c.push_error(code, Some(&id), &message),
+                    }
+                }
+            }
+            CoreMsg::Publish {
+                room,
+                envelope,
+                ingress,
+            } => self.publish_local(&room, envelope, ingress),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Opening a session: the resume token, the replacement of an older
+//! connection of the same user, `welcome`, and the replay of the backlog.
+//!
+//! Invariant: between `begin_replay` and `end_replay` live direct messages
+//! for the user are held back on the connection, so the backlog read from the
+//! store and the live stream meet with no gap and no duplicate.
+
+use std::{
+    rc::Rc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crate::{
+    metrics::DropReason,
+    protocol::{server, CloseCode, ErrorCode},
+    store::{Store, StoreError},
+    token::{ResumeToken, TokenError},
+};
+
+use super::{super::conn::Conn, Shard};
+
+impl Shard {
+    /// Opens `conn`'s session: replaces an older connection of the user,
+    /// checks the resume token, queues `welcome` and then the backlog.
+    pub async fn open_session(&self, conn: &Rc<Conn>, user: Rc<str>, resume: Option<&str>) {
+        let token = match resume.map(|t| self.verify_token(t, &user)) {
+            Some(Err(e)) => {
+                self.counters().drop(DropReason::Invalid);
+                conn.push_error(e.code(), None, &e.to_string());
+                conn.request_close(CloseCode::TokenRefused);
+                return;
+            }
+            Some(Ok(t)) => {
+                self.counters().reconnect();
+                Some(t)
+            }
+            None => None,
+        };
+        let replaced = self.users.borrow_mut().insert(user.clone(), conn.clone());
+        // The older connection records its delivered mark only when it
+        // closes; a plain reconnect starts after what it has written so far.
+        let replaced_mark = replaced.map_or(0, |old| {
+            old.request_close(CloseCode::Replaced);
+            old.delivered()
+        });
+        conn.begin_replay();
+        let result: Result<(), StoreError> = async {
+            let after = match &token {
+                Some(t) => t.offset,
+                None => self.store.delivered(&user).await?.max(replaced_mark),
+            };
+            conn.set_delivered(after);
+            let signed = self.sign_token(&user, after);
+            conn.push_text(|o| {
+                server::encode_welcome(o, &user, &self.config.node_id, &signed, after)
+            });
+            let backlog = self.store.read_after(&user, after).await?;
+            let dropped = conn.end_replay(backlog);
+            for _ in 0..dropped {
+                self.counters().drop(DropReason::BufferFull);
+            }
+            self.store.touch(&user).await
+        }
+        .await;
+        if let Err(e) = result {
+            conn.end_replay(Vec::new());
+            conn.push_error(ErrorCode::Unavailable, None, &e.to_string());
+            conn.request_close(CloseCode::StoreFailed);
+        }
+    }
+
+    fn verify_token(&self, token: &str, user: &str) -> Result<ResumeToken, TokenError> {
+        ResumeToken::verify(
+            token,
+            &self.config.secret,
+            user,
+            unix_now(),
+            self.config.token_ttl_secs,
+        )
+    }
+
+    /// A resume token for `user` at `offset`, issued now.
+    pub fn sign_token(&self, user: &str, offset: u64) -> String {
+        ResumeToken {
+            user_id: user.to_owned(),
+            offset,
+            issued_at: unix_now(),
+        }
+        .sign(&self.config.secret)
+    }
+}
+
+/// Seconds since the unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
