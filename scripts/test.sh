@@ -8,7 +8,8 @@
 #      the npm packages when missing);
 #   4. the Autobahn TestSuite against a node's /echo endpoint (skipped with
 #      SHARDCAST_SKIP_AUTOBAHN=1, or when ../shared/tools is not beside the repo).
-# Needs only a Rust toolchain; it installs whatever else the tests use.
+# Needs only a Rust toolchain; it installs whatever else the tests use
+# (redis-server, chromium, the SDK's npm packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "test dependencies: redis-server (the Redis store's tests start their own)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
+fi
 
 step "cargo test --workspace"
 cargo test --workspace

@@ -138,3 +138,87 @@ pub fn node_binary() -> io::Result<PathBuf> {
             )
         })
 }
+
+/// A `redis-server` of its own (Debian's package) on a free loopback port,
+/// with no persistence and its own directory; killed when dropped. Tests
+/// use one per test, so users of different tests never share keys.
+pub struct RedisProcess {
+    child: Child,
+    dir: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl RedisProcess {
+    /// Starts `redis-server` on a free port and waits until it answers.
+    pub fn start() -> io::Result<RedisProcess> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        RedisProcess::start_on(port)
+    }
+
+    /// Starts `redis-server` on `port` (to restart one where it was).
+    pub fn start_on(port: u16) -> io::Result<RedisProcess> {
+        let dir =
+            std::env::temp_dir().join(format!("shardcast-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start redis-server (apt-get install -y redis-server): {e}"),
+                )
+            })?;
+        let mut redis = RedisProcess { child, dir, port };
+        let t0 = Instant::now();
+        while !redis.answers() {
+            if let Some(status) = redis.child.try_wait()? {
+                return Err(io::Error::other(format!("redis-server exited: {status}")));
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Err(io::Error::other("redis-server did not answer within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(redis)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// True when it answers PING.
+    pub fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 16];
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read(&mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    }
+
+    /// Kills it with SIGKILL (its data is gone: no persistence).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

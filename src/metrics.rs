@@ -55,25 +55,67 @@ pub enum Rejection {
     Capacity,
     /// The node is draining.
     Draining,
+    /// The store is down: no session can be opened.
+    StoreDown,
 }
 
-const REJECTIONS: [(Rejection, &str); 3] = [
+const REJECTIONS: [(Rejection, &str); 4] = [
     (Rejection::Rate, "rate"),
     (Rejection::Capacity, "capacity"),
     (Rejection::Draining, "draining"),
+    (Rejection::StoreDown, "store_down"),
 ];
 
 /// The counters of one core. Padded so two cores never share a cache line.
+/// Why a store request failed (the `kind` label of `rtc_store_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    Unreachable,
+    CircuitOpen,
+    Overloaded,
+    Timeout,
+    Reply,
+}
+
+const STORE_FAILURES: [(StoreFailure, &str); 5] = [
+    (StoreFailure::Unreachable, "unreachable"),
+    (StoreFailure::CircuitOpen, "circuit_open"),
+    (StoreFailure::Overloaded, "overloaded"),
+    (StoreFailure::Timeout, "timeout"),
+    (StoreFailure::Reply, "reply"),
+];
+
+impl StoreFailure {
+    /// The kind of `err`.
+    pub fn of(err: &crate::store::StoreError) -> StoreFailure {
+        use crate::store::StoreError as E;
+        match err {
+            E::Unreachable(_) => StoreFailure::Unreachable,
+            E::CircuitOpen => StoreFailure::CircuitOpen,
+            E::Overloaded { .. } => StoreFailure::Overloaded,
+            E::Timeout(_) => StoreFailure::Timeout,
+            E::Reply(_) => StoreFailure::Reply,
+        }
+    }
+}
+
 #[repr(align(128))]
 #[derive(Default)]
 pub struct CoreMetrics {
     active_connections: AtomicU64,
     messages: [AtomicU64; 2],
     drops: [AtomicU64; 4],
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
     reconnects: AtomicU64,
     queued: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
+    /// 1 while the core's store serves requests (always, in memory).
+    store_down: AtomicU64,
+    store_depth: AtomicU64,
+    store_batches: AtomicU64,
+    store_batched: AtomicU64,
+    store_errors: [AtomicU64; 5],
+    store_latency: Mutex<Option<Histogram<u64>>>,
 }
 
 impl CoreMetrics {
@@ -119,18 +161,53 @@ impl CoreMetrics {
 
     /// Replaces this core's latency snapshot (called once a second).
     pub fn publish_latency(&self, snapshot: &Histogram<u64>) {
-        let mut slot = self.latency.lock().expect("metrics lock poisoned");
-        match slot.as_mut() {
-            Some(h) => {
-                h.reset();
-                h.add(snapshot).expect("same bounds");
-            }
-            None => *slot = Some(snapshot.clone()),
-        }
+        publish(&self.latency, snapshot);
+    }
+
+    /// Publishes the store's round-trip histogram (µs, cumulative).
+    pub fn publish_store_latency(&self, snapshot: &Histogram<u64>) {
+        publish(&self.store_latency, snapshot);
+    }
+
+    /// Records whether the core's store is serving requests.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_down.store(u64::from(!up), Relaxed);
+    }
+
+    /// True while the core's store is serving requests.
+    pub fn store_up(&self) -> bool {
+        self.store_down.load(Relaxed) == 0
+    }
+
+    /// Requests waiting in the core's store pipeline.
+    pub fn set_store_depth(&self, n: u64) {
+        self.store_depth.store(n, Relaxed);
+    }
+
+    /// One pipeline flush of `commands` commands.
+    pub fn store_batch(&self, commands: u64) {
+        self.store_batches.fetch_add(1, Relaxed);
+        self.store_batched.fetch_add(commands, Relaxed);
+    }
+
+    /// A failed store request.
+    pub fn store_failure(&self, kind: StoreFailure) {
+        self.store_errors[kind as usize].fetch_add(1, Relaxed);
     }
 }
 
 /// A new latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
+fn publish(slot: &Mutex<Option<Histogram<u64>>>, snapshot: &Histogram<u64>) {
+    let mut slot = slot.lock().expect("metrics lock poisoned");
+    match slot.as_mut() {
+        Some(h) => {
+            h.reset();
+            h.add(snapshot).expect("same bounds");
+        }
+        None => *slot = Some(snapshot.clone()),
+    }
+}
+
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
@@ -167,6 +244,11 @@ impl Metrics {
     /// Messages queued on the node's connections.
     pub fn queued(&self) -> u64 {
         self.sum(|c| &c.queued)
+    }
+
+    /// True when every core's store serves requests.
+    pub fn store_available(&self) -> bool {
+        self.cores.iter().all(CoreMetrics::store_up)
     }
 
     /// The Prometheus text exposition of every metric.
@@ -230,34 +312,91 @@ impl Metrics {
             );
         }
 
-        let mut merged = latency_histogram();
-        for core in &self.cores {
-            if let Some(h) = core.latency.lock().expect("metrics lock poisoned").as_ref() {
-                merged.add(h).expect("same bounds");
-            }
+        render_histogram(
+            w,
+            "rtc_socket_latency_seconds",
+            "In-node delivery latency: frame received to frame written to the recipient's socket.",
+            self.cores.iter().map(|c| &c.latency),
+        );
+
+        let _ = writeln!(
+            w,
+            "# HELP rtc_store_up 1 while the core's store (Redis or memory) serves requests."
+        );
+        let _ = writeln!(w, "# TYPE rtc_store_up gauge");
+        for (i, c) in self.cores.iter().enumerate() {
+            let _ = writeln!(w, "rtc_store_up{{core=\"{i}\"}} {}", u8::from(c.store_up()));
         }
         let _ = writeln!(
             w,
-            "# HELP rtc_socket_latency_seconds In-node delivery latency: frame received to frame written to the recipient's socket."
+            "# HELP rtc_store_pipeline_depth Store requests waiting for a reply, per core."
         );
-        let _ = writeln!(w, "# TYPE rtc_socket_latency_seconds histogram");
-        for le in BUCKETS {
-            let n = merged.count_between(0, (le * 1e6) as u64);
-            let _ = writeln!(w, "rtc_socket_latency_seconds_bucket{{le=\"{le}\"}} {n}");
+        let _ = writeln!(w, "# TYPE rtc_store_pipeline_depth gauge");
+        for (i, c) in self.cores.iter().enumerate() {
+            let n = c.store_depth.load(Relaxed);
+            let _ = writeln!(w, "rtc_store_pipeline_depth{{core=\"{i}\"}} {n}");
         }
         let _ = writeln!(
             w,
-            "rtc_socket_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-            merged.len()
+            "# HELP rtc_store_batches_total Pipeline flushes to the store, and the commands they carried."
+        );
+        let _ = writeln!(w, "# TYPE rtc_store_batches_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_store_batches_total {}",
+            self.sum(|c| &c.store_batches)
+        );
+        let _ = writeln!(w, "# TYPE rtc_store_batched_commands_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_store_batched_commands_total {}",
+            self.sum(|c| &c.store_batched)
         );
         let _ = writeln!(
             w,
-            "rtc_socket_latency_seconds_sum {}",
-            merged.mean() * merged.len() as f64 / 1e6
+            "# HELP rtc_store_errors_total Store requests that failed, by kind (the message was not made durable)."
         );
-        let _ = writeln!(w, "rtc_socket_latency_seconds_count {}", merged.len());
+        let _ = writeln!(w, "# TYPE rtc_store_errors_total counter");
+        for (kind, name) in STORE_FAILURES {
+            let n = self.sum(|c| &c.store_errors[kind as usize]);
+            let _ = writeln!(w, "rtc_store_errors_total{{kind=\"{name}\"}} {n}");
+        }
+        render_histogram(
+            w,
+            "rtc_store_roundtrip_seconds",
+            "Store request round trip: queued in the pipeline to reply (Redis only).",
+            self.cores.iter().map(|c| &c.store_latency),
+        );
         out
     }
+}
+
+/// Renders the merged per-core histograms (µs) as a Prometheus histogram.
+fn render_histogram<'a>(
+    w: &mut String,
+    name: &str,
+    help: &str,
+    slots: impl Iterator<Item = &'a Mutex<Option<Histogram<u64>>>>,
+) {
+    let mut merged = latency_histogram();
+    for slot in slots {
+        if let Some(h) = slot.lock().expect("metrics lock poisoned").as_ref() {
+            merged.add(h).expect("same bounds");
+        }
+    }
+    let _ = writeln!(w, "# HELP {name} {help}");
+    let _ = writeln!(w, "# TYPE {name} histogram");
+    for le in BUCKETS {
+        let n = merged.count_between(0, (le * 1e6) as u64);
+        let _ = writeln!(w, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(w, "{name}_bucket{{le=\"+Inf\"}} {}", merged.len());
+    let _ = writeln!(
+        w,
+        "{name}_sum {}",
+        merged.mean() * merged.len() as f64 / 1e6
+    );
+    let _ = writeln!(w, "{name}_count {}", merged.len());
 }
 
 #[cfg(test)]

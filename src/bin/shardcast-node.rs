@@ -29,7 +29,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            std::process::ExitCode::FAILURE
+            eprintln!("shardcast-node: {e}");
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Conn {
     queue_cap: usize,
     waker: Cell<Option<Waker>>,
     close: Cell<Option<CloseCode>>,
+    /// Unix milliseconds when the connection was opened (names its session).
+    pub opened_ms: u64,
     /// Core-clock second of the last frame received.
     pub last_seen: Cell<u32>,
     /// Core-clock second by which the connection must be gone.
@@ -75,6 +77,9 @@ impl Conn {
         Conn {
             id,
             user,
+            opened_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             queue: RefCell::default(),
             queue_cap,
             waker: Cell::new(None),

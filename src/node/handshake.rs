@@ -89,6 +89,8 @@ fn health(shard: &Shard) -> Vec<u8> {
     let config = shard.config();
     let (code, status) = if shard.is_draining() {
         ("503 Service Unavailable", "draining")
+    } else if !shard.metrics().store_available() {
+        ("503 Service Unavailable", "degraded")
     } else {
         ("200 OK", "ok")
     };
@@ -134,7 +136,7 @@ fn admit(shard: &Shard) -> Result<(), Vec<u8>> {
         shard.counters().rejected(why);
         let retry = match why {
             Rejection::Rate => "1",
-            Rejection::Capacity | Rejection::Draining => "5",
+            Rejection::Capacity | Rejection::Draining | Rejection::StoreDown => "5",
         };
         http_response(
             "503 Service Unavailable",

@@ -13,7 +13,7 @@ mod conn;
 mod handshake;
 pub mod http;
 mod mesh;
-mod notify;
+pub(crate) mod notify;
 pub mod rate;
 mod rooms;
 mod shard;
@@ -32,7 +32,11 @@ use glommio::{channels::channel_mesh::MeshBuilder, LocalExecutorBuilder, Placeme
 use rustc_hash::FxHasher;
 use thiserror::Error;
 
-use crate::{config::Config, metrics::Metrics};
+use crate::{
+    config::Config,
+    metrics::Metrics,
+    store::{self, CoreStore},
+};
 
 pub use shard::unix_now;
 
@@ -58,6 +62,19 @@ pub enum NodeError {
     Mesh { core: usize, why: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl NodeError {
+    /// The process exit code: 2 for a configuration the node cannot run
+    /// with (an unreachable store or port included), 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            NodeError::Store(_) | NodeError::Bind { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
@@ -70,6 +87,12 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(4096).map_err(err)?;
     Ok(socket.into())
+}
+
+/// What a core needs to build its store, and how it says it is ready.
+struct CoreStores {
+    redis: Option<store::redis::LinkSettings>,
+    ready: std::sync::mpsc::Sender<()>,
 }
 
 /// The listeners one core accepts on: its own `SO_REUSEPORT` socket on the
@@ -89,6 +112,16 @@ pub fn run(config: Config) -> Result<(), NodeError> {
         signal_hook::flag::register(sig, drain.clone()).map_err(NodeError::Signals)?;
     }
     let cores = config.core_count();
+    let redis = match &config.redis {
+        None => None,
+        Some(url) => {
+            let settings = store::redis::link_settings(&config, url).map_err(NodeError::Store)?;
+            let wait = Duration::from_secs(config.redis_wait_secs);
+            store::redis::wait_until_reachable(&settings, wait).map_err(NodeError::Store)?;
+            tracing::info!(redis = %settings.addr, db = settings.db, "store: redis");
+            Some(settings)
+        }
+    };
     let ws_listener = bind(config.listen)?;
     let ws_addr = ws_listener.local_addr().map_err(|source| NodeError::Bind {
         addr: config.listen,
@@ -121,22 +154,39 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     }
     let metrics = Arc::new(Metrics::new(cores));
     let mesh = MeshBuilder::full(cores, 1024);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut handles = Vec::with_capacity(cores);
     for (i, listeners) in listeners.into_iter().enumerate() {
-        let (config, metrics, mesh, drain) =
-            (config.clone(), metrics.clone(), mesh.clone(), drain.clone());
+        let (config, metrics, mesh, drain, redis, ready) = (
+            config.clone(),
+            metrics.clone(),
+            mesh.clone(),
+            drain.clone(),
+            redis.clone(),
+            ready_tx.clone(),
+        );
         let handle = LocalExecutorBuilder::new(Placement::Fixed((config.first_cpu + i) % online))
             .name(&format!("core-{i}"))
             .ring_depth(config.ring_depth)
-            .spawn(move || core_main(i, config, metrics, mesh, drain, listeners))
+            .spawn(move || {
+                let stores = CoreStores { redis, ready };
+                core_main(i, config, stores, metrics, mesh, drain, listeners)
+            })
             .map_err(|e| NodeError::Executor {
                 core: i,
                 why: e.to_string(),
             })?;
         handles.push(handle);
     }
-    // Scripts and the test harness read this line to find the ports.
+    // Scripts and the test harness read this line to find the ports: it
+    // comes once every core's store has tried to connect.
+    drop(ready_tx);
+    for _ in 0..cores {
+        if ready_rx.recv().is_err() {
+            break; // a core failed; its error is reported by join below
+        }
+    }
     println!("listening ws={ws_addr} metrics={metrics_addr}");
     // Every core is joined, so the first error reported is the first core's.
     let mut result = Ok(());
@@ -160,6 +210,7 @@ pub fn run(config: Config) -> Result<(), NodeError> {
 async fn core_main(
     core: usize,
     config: Config,
+    stores: CoreStores,
     metrics: Arc<Metrics>,
     mesh: MeshBuilder<Vec<mesh::CoreMsg>, glommio::channels::channel_mesh::Full>,
     drain: Arc<AtomicBool>,
@@ -172,11 +223,15 @@ async fn core_main(
     })?;
     let me = senders.peer_id();
     let outbox = Rc::new(mesh::Mesh::new(me, cores));
+    let store = CoreStore::for_core(&config, stores.redis.as_ref(), metrics.clone(), me);
+    store.ready().await;
+    let _ = stores.ready.send(());
     let shard = Rc::new(shard::Shard::new(
         me,
         Rc::new(config),
         outbox.clone(),
         metrics,
+        store,
         drain,
     ));
     let senders = Rc::new(senders);

@@ -16,12 +16,13 @@ use rustc_hash::FxHashMap;
 
 use crate::protocol::DirectTemplate;
 
-use super::{Store, StoreError, StoredMessage};
+use super::{Session, Store, StoreError, StoredMessage};
 
 struct UserBuffer {
     last_offset: u64,
     delivered: u64,
     messages: VecDeque<StoredMessage>,
+    session: Option<Session>,
     touched: Instant,
 }
 
@@ -50,6 +51,7 @@ impl MemoryStore {
                 last_offset: 0,
                 delivered: 0,
                 messages: VecDeque::new(),
+                session: None,
                 touched: Instant::now(),
             }),
         };
@@ -58,6 +60,11 @@ impl MemoryStore {
 
     fn peek<T>(&self, user: &str, f: impl FnOnce(&UserBuffer) -> T, absent: T) -> T {
         self.users.borrow().get(user).map_or(absent, f)
+    }
+
+    /// The session recorded for `user`, if any.
+    pub fn session(&self, user: &str) -> Option<Session> {
+        self.users.borrow().get(user)?.session.clone()
     }
 
     /// Number of users with an entry.
@@ -118,6 +125,23 @@ impl Store for MemoryStore {
             u.delivered = u.delivered.max(offset.min(u.last_offset));
             u.touched = Instant::now();
         });
+        Ok(())
+    }
+
+    async fn open_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
+        self.with_user(user, |u| {
+            u.session = Some(session.clone());
+            u.touched = Instant::now();
+        });
+        Ok(())
+    }
+
+    async fn close_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
+        if let Some(u) = self.users.borrow_mut().get_mut(user) {
+            if u.session.as_ref() == Some(session) {
+                u.session = None;
+            }
+        }
         Ok(())
     }
 

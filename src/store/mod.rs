@@ -14,15 +14,30 @@
 //! match is static and the futures stay unboxed.
 
 mod memory;
+pub mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
-use std::time::{Duration, Instant};
+use std::{
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::{config::Config, protocol::DirectTemplate};
+use crate::{config::Config, metrics::Metrics, protocol::DirectTemplate};
+
+/// Which node and core hold a user's connection, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub node: Rc<str>,
+    pub core: usize,
+    /// Unix milliseconds when the connection was opened.
+    pub since_ms: u64,
+}
 
 /// A buffered message: its offset and its encoded `msg` envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +95,12 @@ pub trait Store {
     /// socket. Never moves the mark backwards.
     async fn set_delivered(&self, user: &str, offset: u64) -> Result<(), StoreError>;
 
+    /// Records that `session` now holds `user` (and refreshes the TTL).
+    async fn open_session(&self, user: &str, session: &Session) -> Result<(), StoreError>;
+
+    /// Forgets `session` of `user`, unless a newer session replaced it.
+    async fn close_session(&self, user: &str, session: &Session) -> Result<(), StoreError>;
+
     /// Keeps `user`'s entries alive for another TTL (a connection is open).
     async fn touch(&self, user: &str) -> Result<(), StoreError>;
 
@@ -92,15 +113,55 @@ pub trait Store {
 pub enum CoreStore {
     /// The embedded in-memory store (no `--redis`).
     Memory(MemoryStore),
+    /// Redis, pipelined per core (`--redis URL`).
+    Redis(RedisStore),
+}
+
+/// Dispatches one `Store` call to the chosen store.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            CoreStore::Memory($s) => $call,
+            CoreStore::Redis($s) => $call,
+        }
+    };
 }
 
 impl CoreStore {
-    /// The store `config` selects, for one core.
-    pub fn for_core(config: &Config) -> CoreStore {
-        CoreStore::Memory(MemoryStore::new(
-            config.buffer_messages,
-            Duration::from_secs(config.buffer_ttl_secs),
-        ))
+    /// The store `config` selects, for core `core`: Redis when `redis` has
+    /// its link settings, else memory. Must run on the core's executor (the
+    /// Redis link task is spawned there).
+    pub fn for_core(
+        config: &Config,
+        redis: Option<&redis::LinkSettings>,
+        metrics: Arc<Metrics>,
+        core: usize,
+    ) -> CoreStore {
+        match redis {
+            Some(settings) => {
+                CoreStore::Redis(RedisStore::start(settings.clone(), config, metrics, core))
+            }
+            None => CoreStore::Memory(MemoryStore::new(
+                config.buffer_messages,
+                Duration::from_secs(config.buffer_ttl_secs),
+            )),
+        }
+    }
+
+    /// Waits until the store has tried to reach its server once (at once for
+    /// the in-memory store).
+    pub async fn ready(&self) {
+        if let CoreStore::Redis(s) = self {
+            s.ready().await
+        }
+    }
+
+    /// The store's request round trips (µs), when it has a network hop.
+    pub fn round_trips(&self) -> Option<std::cell::Ref<'_, hdrhistogram::Histogram<u64>>> {
+        match self {
+            CoreStore::Memory(_) => None,
+            CoreStore::Redis(s) => Some(s.round_trips()),
+        }
     }
 }
 
@@ -110,44 +171,38 @@ impl Store for CoreStore {
         user: &str,
         message: &DirectTemplate,
     ) -> Result<StoredMessage, StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.append(user, message).await,
-        }
+        dispatch!(self, s => s.append(user, message).await)
     }
 
     async fn read_after(&self, user: &str, after: u64) -> Result<Vec<StoredMessage>, StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.read_after(user, after).await,
-        }
+        dispatch!(self, s => s.read_after(user, after).await)
     }
 
     async fn last_offset(&self, user: &str) -> Result<u64, StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.last_offset(user).await,
-        }
+        dispatch!(self, s => s.last_offset(user).await)
     }
 
     async fn delivered(&self, user: &str) -> Result<u64, StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.delivered(user).await,
-        }
+        dispatch!(self, s => s.delivered(user).await)
     }
 
     async fn set_delivered(&self, user: &str, offset: u64) -> Result<(), StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.set_delivered(user, offset).await,
-        }
+        dispatch!(self, s => s.set_delivered(user, offset).await)
+    }
+
+    async fn open_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
+        dispatch!(self, s => s.open_session(user, session).await)
+    }
+
+    async fn close_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
+        dispatch!(self, s => s.close_session(user, session).await)
     }
 
     async fn touch(&self, user: &str) -> Result<(), StoreError> {
-        match self {
-            CoreStore::Memory(s) => s.touch(user).await,
-        }
+        dispatch!(self, s => s.touch(user).await)
     }
 
     fn expire(&self, now: Instant) -> usize {
-        match self {
-            CoreStore::Memory(s) => s.expire(now),
-        }
+        dispatch!(self, s => s.expire(now))
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 use shardcast::{
-    harness::NodeProcess,
+    harness::{NodeProcess, RedisProcess},
     protocol::{client, ClientEnvelope, RoomPattern, ServerEnvelope},
 };
 use tungstenite::{
@@ -43,6 +43,75 @@ pub fn node_command(extra: &[&str]) -> Command {
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
     command
+}
+
+/// The store a test runs its nodes with. The suites that check offsets,
+/// offline delivery, replay and dedup run once per store
+/// ([`for_each_store!`]), so the Redis store must keep every promise the
+/// in-memory store keeps.
+pub enum Store {
+    Memory,
+    /// A `redis-server` of the test's own; killed with the test.
+    Redis(RedisProcess),
+}
+
+impl Store {
+    pub fn memory() -> Store {
+        Store::Memory
+    }
+
+    pub fn redis() -> Store {
+        Store::Redis(RedisProcess::start().expect("start redis-server"))
+    }
+
+    /// The node flags that select this store.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Store::Memory => Vec::new(),
+            Store::Redis(r) => vec!["--redis".into(), r.url()],
+        }
+    }
+
+    /// Starts a node on this store with `extra` flags.
+    pub fn node(&self, extra: &[&str]) -> Node {
+        let mut command = node_command(extra);
+        command.args(self.args());
+        Node::from_command(command)
+    }
+
+    /// The Redis server, for tests that stop and start it.
+    pub fn redis_process(&mut self) -> &mut RedisProcess {
+        match self {
+            Store::Redis(r) => r,
+            Store::Memory => panic!("not a Redis store"),
+        }
+    }
+}
+
+/// Defines each test once per store: `fn name(store) { … }` becomes the
+/// tests `memory::name` and `redis::name`, each with its own `store`.
+#[macro_export]
+macro_rules! for_each_store {
+    ($( $(#[doc = $doc:literal])* fn $name:ident($store:ident) $body:block )*) => {
+        mod memory {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[doc = $doc])* #[test] fn $name() {
+                #[allow(unused_mut)]
+                let mut $store = $crate::common::Store::memory();
+                $body
+            } )*
+        }
+        mod redis {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[doc = $doc])* #[test] fn $name() {
+                #[allow(unused_mut)]
+                let mut $store = $crate::common::Store::redis();
+                $body
+            } )*
+        }
+    };
 }
 
 impl Node {

@@ -57,6 +57,9 @@ impl Shard {
         self.store.expire(Instant::now());
         // Cumulative since start, like every Prometheus histogram.
         self.counters().publish_latency(&self.latency.borrow());
+        if let Some(round_trips) = self.store.round_trips() {
+            self.counters().publish_store_latency(&round_trips);
+        }
     }
 
     pub(super) fn close_for_drain(&self, conn: &Conn) {

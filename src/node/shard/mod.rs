@@ -47,6 +47,8 @@ pub use session::unix_now;
 /// See the module docs.
 pub struct Shard {
     id: usize,
+    /// `config.node_id`, shared by every session record of this core.
+    node_id: Rc<str>,
     config: Rc<Config>,
     mesh: Rc<Mesh>,
     metrics: Arc<Metrics>,
@@ -80,6 +82,7 @@ impl Shard {
         config: Rc<Config>,
         mesh: Rc<Mesh>,
         metrics: Arc<Metrics>,
+        store: CoreStore,
         node_drain: Arc<AtomicBool>,
     ) -> Shard {
         let cores = mesh.cores() as u32;
@@ -101,7 +104,8 @@ impl Shard {
         let now = Instant::now();
         Shard {
             id,
-            store: CoreStore::for_core(&config),
+            store,
+            node_id: config.node_id.as_str().into(),
             config,
             mesh,
             metrics,
@@ -170,6 +174,10 @@ impl Shard {
         if self.draining.get() {
             return Err(Rejection::Draining);
         }
+        // No session can open (welcome needs the store): refuse early.
+        if !self.metrics.store_available() {
+            return Err(Rejection::StoreDown);
+        }
         // The connection may land on another core, so the queue-depth cap is
         // checked node-wide: the per-core cap times the number of cores.
         let queue_cap = self.config.max_queued_per_core * self.mesh.cores();
@@ -225,8 +233,10 @@ impl Shard {
                 rooms.unsubscribe(pattern, conn.id);
             }
         }
-        // Best effort: without the mark, the next plain connect replays more.
+        // Best effort: without the mark, the next plain connect replays more;
+        // a stale session record only names a node that no longer has it.
         let _ = self.store.set_delivered(user, conn.delivered()).await;
+        let _ = self.store.close_session(user, &self.session_of(conn)).await;
     }
 
     /// Records an in-node delivery latency.

@@ -93,12 +93,12 @@ impl Shard {
             }
             ClientEnvelope::Join { pattern, id } => {
                 if !conn.joins_bucket.take(self.limits.joins, ingress) {
-                    return self.rate_limited(conn, None);
+                    return self.rate_limited(conn, id.as_deref());
                 }
                 if let Err(max) = self.subscribe(conn, pattern) {
                     return conn.push_error(
                         ErrorCode::TooManySubscriptions,
-                        None,
+                        id.as_deref(),
                         &format!("at most {max} subscriptions"),
                     );
                 }
@@ -108,7 +108,7 @@ impl Shard {
             }
             ClientEnvelope::Leave { pattern, id } => {
                 if !conn.joins_bucket.take(self.limits.joins, ingress) {
-                    return self.rate_limited(conn, None);
+                    return self.rate_limited(conn, id.as_deref());
                 }
                 conn.subscriptions.borrow_mut().retain(|p| p != &pattern);
                 self.rooms.borrow_mut().unsubscribe(&pattern, conn.id);

@@ -13,7 +13,7 @@ use std::{
 use crate::{
     metrics::DropReason,
     protocol::{server, CloseCode, ErrorCode},
-    store::{Store, StoreError},
+    store::{Session, Store, StoreError},
     token::{ResumeToken, TokenError},
 };
 
@@ -46,6 +46,10 @@ impl Shard {
         conn.begin_replay();
         let result: Result<(), StoreError> = async {
             let after = match &token {
+                // A token past the store's last offset names history the
+                // store no longer has (it was reset, or the token is from a
+                // node with another store): everything buffered is new.
+                Some(t) if t.offset > self.store.last_offset(&user).await? => 0,
                 Some(t) => t.offset,
                 None => self.store.delivered(&user).await?.max(replaced_mark),
             };
@@ -59,13 +63,22 @@ impl Shard {
             for _ in 0..dropped {
                 self.counters().drop(DropReason::BufferFull);
             }
-            self.store.touch(&user).await
+            self.store.open_session(&user, &self.session_of(conn)).await
         }
         .await;
         if let Err(e) = result {
             conn.end_replay(Vec::new());
             conn.push_error(ErrorCode::Unavailable, None, &e.to_string());
             conn.request_close(CloseCode::StoreFailed);
+        }
+    }
+
+    /// The session record of `conn`: this node, this core, since it opened.
+    pub(super) fn session_of(&self, conn: &Conn) -> Session {
+        Session {
+            node: self.node_id.clone(),
+            core: self.id,
+            since_ms: conn.opened_ms,
         }
     }
 
