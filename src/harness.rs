@@ -209,6 +209,12 @@ impl RedisProcess {
                 .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
     }
 
+    /// Sends `signal` (SIGSTOP freezes it, SIGCONT thaws it).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Kills it with SIGKILL (its data is gone: no persistence).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

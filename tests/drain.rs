@@ -8,43 +8,44 @@ use std::time::{Duration, Instant};
 use common::{close_code, Node};
 use serde_json::json;
 
-#[test]
-fn sigterm_sends_reconnect_then_1012_and_exits_zero() {
-    let mut node = Node::start(&["--drain-timeout-secs", "5"]);
-    let mut clients: Vec<_> = (0..10).map(|i| node.connect(&format!("u{i}")).0).collect();
-    // u0 has received 2 messages: its reconnect token must resume after offset 2.
-    let (mut sender, _) = node.connect("sender");
-    for i in 1..=2 {
-        sender.send_direct("u0", &format!("m{i}"), json!(i));
-        assert_eq!(sender.recv()["type"], "ack");
-        assert_eq!(clients[0].recv()["offset"], i);
-    }
-    let t0 = Instant::now();
-    let status = std::thread::scope(|s| {
-        let waiter = s.spawn(|| node.terminate(Duration::from_secs(10)));
-        for (i, c) in clients.iter_mut().enumerate() {
-            let (ended, seen) = c.recv_until_closed();
-            assert_eq!(seen.len(), 1, "u{i}: {seen:?}");
-            let reconnect = &seen[0];
-            assert_eq!(reconnect["type"], "reconnect");
-            assert!(reconnect["retryAfterMs"].as_u64().is_some());
-            let token = reconnect["resumeToken"].as_str().unwrap();
-            assert_eq!(
-                token_offset(token, &format!("u{i}")),
-                if i == 0 { 2 } else { 0 }
-            );
-            assert_eq!(close_code(&ended), Some(1012), "u{i}");
+for_each_store! {
+    fn sigterm_sends_reconnect_then_1012_and_exits_zero(store) {
+        let mut node = store.node(&["--drain-timeout-secs", "5"]);
+        let mut clients: Vec<_> = (0..10).map(|i| node.connect(&format!("u{i}")).0).collect();
+        // u0 has received 2 messages: its reconnect token must resume after offset 2.
+        let (mut sender, _) = node.connect("sender");
+        for i in 1..=2 {
+            sender.send_direct("u0", &format!("m{i}"), json!(i));
+            assert_eq!(sender.recv()["type"], "ack");
+            assert_eq!(clients[0].recv()["offset"], i);
         }
-        let (ended, _) = sender.recv_until_closed();
-        assert_eq!(close_code(&ended), Some(1012));
-        waiter.join().unwrap()
-    });
-    assert!(status.success(), "{status:?}");
-    assert!(
-        t0.elapsed() < Duration::from_secs(5),
-        "drained in {:?}",
-        t0.elapsed()
-    );
+        let t0 = Instant::now();
+        let status = std::thread::scope(|s| {
+            let waiter = s.spawn(|| node.terminate(Duration::from_secs(10)));
+            for (i, c) in clients.iter_mut().enumerate() {
+                let (ended, seen) = c.recv_until_closed();
+                assert_eq!(seen.len(), 1, "u{i}: {seen:?}");
+                let reconnect = &seen[0];
+                assert_eq!(reconnect["type"], "reconnect");
+                assert!(reconnect["retryAfterMs"].as_u64().is_some());
+                let token = reconnect["resumeToken"].as_str().unwrap();
+                assert_eq!(
+                    token_offset(token, &format!("u{i}")),
+                    if i == 0 { 2 } else { 0 }
+                );
+                assert_eq!(close_code(&ended), Some(1012), "u{i}");
+            }
+            let (ended, _) = sender.recv_until_closed();
+            assert_eq!(close_code(&ended), Some(1012));
+            waiter.join().unwrap()
+        });
+        assert!(status.success(), "{status:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "drained in {:?}",
+            t0.elapsed()
+        );
+    }
 }
 
 #[test]

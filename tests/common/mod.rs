@@ -37,8 +37,10 @@ pub fn node_command(extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
     command
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .args(["--cores", "2", "--node-id", "test-node"])
+        .args(["--cores", "2"])
         .args(extra)
+        // An environment default, so that `extra` may name another node.
+        .env("SHARDCAST_NODE_ID", "test-node")
         .env("SHARDCAST_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
@@ -270,10 +272,48 @@ impl Client {
 
     /// Sends a direct message.
     pub fn send_direct(&mut self, to: &str, id: &str, data: Value) {
+        self.try_send_direct(to, id, data).unwrap();
+    }
+
+    /// Sends a direct message; `Err` when the connection is gone.
+    pub fn try_send_direct(
+        &mut self,
+        to: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<(), tungstenite::Error> {
         let data = serde_json::value::to_raw_value(&data).unwrap();
         let mut out = Vec::new();
         client::encode_send(&mut out, to, id, &data);
-        self.send_encoded(out);
+        let text = String::from_utf8(out).expect("envelopes are UTF-8");
+        self.ws.send(Message::text(text))
+    }
+
+    /// Sets how long a read waits before [`Client::try_recv`] gives up.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
+            s.set_read_timeout(Some(timeout)).unwrap();
+        }
+    }
+
+    /// The next envelope; `Ok(None)` when the read timed out, `Err` when the
+    /// connection is gone.
+    pub fn try_recv(&mut self) -> Result<Option<Value>, tungstenite::Error> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return Ok(Some(server_envelope(t.as_str()))),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Subscribes to `pattern`, asking for an ack with `id`.
