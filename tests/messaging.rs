@@ -356,6 +356,31 @@ for_each_store! {
             (Some("too_many_subscriptions"), Some("j2"))
         );
     }
+
+    fn the_buffer_keeps_the_last_w_messages_for_an_offline_user(store) {
+        let node = store.node(&["--buffer-messages", "3"]);
+        let (mut alice, _) = node.connect("alice");
+        for i in 1..=5 {
+            alice.send_direct("dave", &format!("m{i}"), json!(i));
+            assert_eq!(alice.recv()["type"], "ack");
+        }
+        let (mut dave, welcome) = node.connect("dave");
+        assert_eq!(welcome["offset"], 0);
+        let got: Vec<(Value, Value)> = (0..3)
+            .map(|_| {
+                let m = dave.recv();
+                (m["id"].clone(), m["offset"].clone())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(json!("m3"), json!(3)), (json!("m4"), json!(4)), (json!("m5"), json!(5))]
+        );
+        // The next message continues the same offsets.
+        alice.send_direct("dave", "m6", json!(6));
+        assert_eq!(alice.recv()["type"], "ack");
+        assert_eq!(dave.recv()["offset"], 6);
+    }
 }
 
 /// A token from before the store lost its history (here: a restarted node
