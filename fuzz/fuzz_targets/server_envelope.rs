@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     env.encode(&mut out);
     let back = ServerEnvelope::parse(&out).unwrap_or_else(|e| {
-        panic!("encoded {:?} is refused: {e:?}", String::from_utf8_lossy(&out))
+        panic!(
+            "encoded {:?} is refused: {e:?}",
+            String::from_utf8_lossy(&out)
+        )
     });
     assert_eq!(back, normalised(env));
     let mut out2 = Vec::new();
