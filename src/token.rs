@@ -109,7 +109,9 @@ impl ResumeToken {
         if user != user_id {
             return Err(TokenError::WrongUser);
         }
-        if issued_at > now + MAX_SKEW_SECS || now.saturating_sub(issued_at) > ttl_secs {
+        let too_new = issued_at > now.saturating_add(MAX_SKEW_SECS);
+        let too_old = now.saturating_sub(issued_at) > ttl_secs;
+        if too_new || too_old {
             return Err(TokenError::Expired);
         }
         Ok(ResumeToken {
@@ -211,6 +213,25 @@ mod tests {
         assert_eq!(
             ResumeToken::verify(&t, SECRET, "alice", 1_700_000_000 - 3600, 3600),
             Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_clock_near_the_end_of_u64_does_not_overflow() {
+        // Found by fuzz/fuzz_targets/resume_token.rs: `now + MAX_SKEW_SECS`
+        // overflowed (a panic with overflow checks, a wrong Expired without).
+        let t = token().sign(SECRET);
+        assert_eq!(
+            ResumeToken::verify(&t, SECRET, "alice", u64::MAX - 1, 3600),
+            Err(TokenError::Expired)
+        );
+        let late = ResumeToken {
+            issued_at: u64::MAX - 10,
+            ..token()
+        };
+        assert_eq!(
+            ResumeToken::verify(&late.sign(SECRET), SECRET, "alice", u64::MAX - 5, 3600),
+            Ok(late)
         );
     }
 
