@@ -35,6 +35,15 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 cargo build --release --bin shardcast-node
 (cd clients/js && npm ci --no-audit --no-fund && npm run build && npm run size && npm test)
+# The same reconnect scenario with the Redis store: nothing acked may be
+# lost, the SIGKILLed node's acks included (no relaxation).
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REDIS_DIR=$(mktemp -d)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_DIR/redis.pid" >/dev/null
+(cd clients/js && SHARDCAST_TEST_NODE_ARGS="--redis redis://127.0.0.1:$REDIS_PORT/0" \
+  SHARDCAST_TEST_DURABLE=1 SHARDCAST_TEST_SAME_SECRET=1 npm run test:node)
+kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
 
 AUTOBAHN=../shared/tools/run-autobahn.sh
 if [ "${SHARDCAST_SKIP_AUTOBAHN:-0}" = 1 ] || [ ! -f "$AUTOBAHN" ]; then

@@ -147,9 +147,8 @@ export async function runScenario({ Client, url, control, tag = 'x', rate = 40, 
 /**
  * Checks a scenario result; returns {failures, relaxed, summary}.
  * `durable`: the node's store survives a SIGKILL (nothing acked may be lost).
- * `sameSecret`: every incarnation had the same secret (tokens survive restarts).
  */
-export function checkScenario(result, { durable, sameSecret }) {
+export function checkScenario(result, { durable }) {
   const failures = [];
   const relaxed = [];
   const fail = (m) => failures.push(m);
@@ -184,17 +183,6 @@ export function checkScenario(result, { durable, sameSecret }) {
         // the in-memory buffer died with the process.
         relaxed.push(`${who}: seq ${s.seq} acked by inc-2 at ${s.ackedAt} ms (freeze at ${frozenAt} ms), lost in the SIGKILL (in-memory store)`);
         continue;
-      }
-      if (!durable && sameSecret && s.ackNode !== 'inc-1') {
-        // A token from the previous incarnation carries an offset the new
-        // in-memory store has not reached: messages buffered before the
-        // recipient reconnected are skipped by the replay (docs: server
-        // finding in clients/js/README.md).
-        const conn = to.connected.find((c) => c.node === s.ackNode);
-        if (!conn || s.ackedAt <= conn.at + 500) {
-          relaxed.push(`${who}: seq ${s.seq} acked by ${s.ackNode} before the recipient reconnected, skipped by a stale token's replay`);
-          continue;
-        }
       }
       fail(`${who}: seq ${s.seq} (acked by ${s.ackNode} at ${s.ackedAt} ms${s.unackedAtKill ? ', unacked at the kill' : ''}) never arrived`);
     }

@@ -38,10 +38,10 @@ test(`drain, SIGKILL and restarts: every message once, in order (durable=${DURAB
 });
 
 // With one secret across restarts the clients resume with tokens of the
-// previous process; with the in-memory store that replay has a gap (see the
-// TODO test in node.test.js), which checkScenario allows, and lists, only in
-// this configuration.
-test('the same scenario with one secret across restarts (tokens survive; offsets restart)', { skip: SAME_SECRET && 'the first test ran this configuration', timeout: 90_000 }, async () => {
-  const { summary } = await scenario(true);
-  assert.ok(summary.stats.bob.offsetResets + summary.stats.alice.offsetResets > 0 || DURABLE, 'the SDK saw the offsets restart');
+// previous process. With the in-memory store those tokens name offsets the
+// new store never reached; the node then replays everything the new store
+// buffered, so nothing acked by a running process may be missing here either.
+test('the same scenario with one secret across restarts (tokens survive; the store does not)', { skip: SAME_SECRET && 'the first test ran this configuration', timeout: 90_000 }, async () => {
+  const { relaxed } = await scenario(true);
+  assert.ok(relaxed.every((r) => r.includes('lost in the SIGKILL')), relaxed.join('\n'));
 });
