@@ -26,13 +26,18 @@ pub enum ServerEnvelope<'a> {
         /// The offset the session starts after.
         offset: u64,
     },
-    /// A direct message (with the recipient's `offset`) or a room message
-    /// (with its `room`, no offset).
-    Msg {
+    /// A direct `msg`, with the recipient's `offset`.
+    Direct {
         from: Cow<'a, str>,
         id: Cow<'a, str>,
-        room: Option<Cow<'a, str>>,
-        offset: Option<u64>,
+        offset: u64,
+        data: &'a RawValue,
+    },
+    /// A room `msg`: it carries its `room` and no offset.
+    Room {
+        room: Cow<'a, str>,
+        from: Cow<'a, str>,
+        id: Cow<'a, str>,
         data: &'a RawValue,
     },
     /// The message `id` is durable, or the `join`/`leave` `id` took effect.
@@ -71,21 +76,33 @@ impl PartialEq for ServerEnvelope<'_> {
                 },
             ) => (user_id, node, resume_token, offset) == (u, n, t, o),
             (
-                Msg {
+                Direct {
                     from,
                     id,
-                    room,
                     offset,
                     data,
                 },
-                Msg {
+                Direct {
                     from: f,
                     id: i,
-                    room: r,
                     offset: o,
                     data: d,
                 },
-            ) => (from, id, room, offset, data.get()) == (f, i, r, o, d.get()),
+            ) => (from, id, offset, data.get()) == (f, i, o, d.get()),
+            (
+                Room {
+                    room,
+                    from,
+                    id,
+                    data,
+                },
+                Room {
+                    room: r,
+                    from: f,
+                    id: i,
+                    data: d,
+                },
+            ) => (room, from, id, data.get()) == (r, f, i, d.get()),
             (Ack { id }, Ack { id: i }) => id == i,
             (
                 Error { code, id, message },
@@ -185,12 +202,25 @@ impl<'a> ServerEnvelope<'a> {
                 resume_token: need(raw.resume_token, "resumeToken")?,
                 offset: need_n(raw.offset, "offset")?,
             },
-            "msg" => ServerEnvelope::Msg {
-                from: need(raw.from, "from")?,
-                id: need(raw.id, "id")?,
-                room: raw.room,
-                offset: raw.offset,
-                data: raw.data.unwrap_or_else(|| null()),
+            "msg" => match (raw.room, raw.offset) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        ErrorCode::BadEnvelope,
+                        "msg: a room message carries no offset".into(),
+                    ))
+                }
+                (Some(room), None) => ServerEnvelope::Room {
+                    room,
+                    from: need(raw.from, "from")?,
+                    id: need(raw.id, "id")?,
+                    data: raw.data.unwrap_or_else(|| null()),
+                },
+                (None, offset) => ServerEnvelope::Direct {
+                    from: need(raw.from, "from")?,
+                    id: need(raw.id, "id")?,
+                    offset: need_n(offset, "offset")?,
+                    data: raw.data.unwrap_or_else(|| null()),
+                },
             },
             "ack" => ServerEnvelope::Ack {
                 id: need(raw.id, "id")?,
@@ -231,20 +261,18 @@ impl<'a> ServerEnvelope<'a> {
                 resume_token,
                 offset,
             } => encode_welcome(out, user_id, node, resume_token, *offset),
-            ServerEnvelope::Msg {
+            ServerEnvelope::Room {
+                room,
                 from,
                 id,
-                room: Some(room),
                 data,
-                ..
             } => encode_room(out, room, from, id, data.get()),
-            ServerEnvelope::Msg {
+            ServerEnvelope::Direct {
                 from,
                 id,
-                room: None,
                 offset,
                 data,
-            } => DirectTemplate::new(from, id, data.get()).write(out, offset.unwrap_or(0)),
+            } => DirectTemplate::new(from, id, data.get()).write(out, *offset),
             ServerEnvelope::Ack { id } => encode_ack(out, id),
             ServerEnvelope::Error { code, id, message } => {
                 encode_error(out, *code, id.as_deref(), message)
@@ -381,18 +409,16 @@ mod tests {
                 resume_token: "t".into(),
                 offset: 3,
             },
-            ServerEnvelope::Msg {
+            ServerEnvelope::Direct {
                 from: "alice".into(),
                 id: "id\"x".into(),
-                room: None,
-                offset: Some(7),
+                offset: 7,
                 data: &data,
             },
-            ServerEnvelope::Msg {
+            ServerEnvelope::Room {
+                room: "chat.a".into(),
                 from: "alice".into(),
                 id: "i".into(),
-                room: Some("chat.a".into()),
-                offset: None,
                 data: &data,
             },
             ServerEnvelope::Ack { id: "m1".into() },
@@ -445,6 +471,14 @@ mod tests {
             ),
             (
                 br#"{"type":"welcome","userId":"u"}"#,
+                ErrorCode::BadEnvelope,
+            ),
+            (
+                br#"{"type":"msg","from":"b","id":"m0"}"#,
+                ErrorCode::BadEnvelope,
+            ),
+            (
+                br#"{"type":"msg","room":"r","from":"a","id":"i","offset":5}"#,
                 ErrorCode::BadEnvelope,
             ),
         ] {

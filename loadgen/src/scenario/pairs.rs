@@ -141,7 +141,8 @@ impl PairCore {
             }
         };
         match env {
-            ServerEnvelope::Msg { from, id, data, .. } => self.on_msg(r, &from, &id, data, now),
+            ServerEnvelope::Direct { from, id, data, .. } => self.on_msg(r, &from, &id, data, now),
+            ServerEnvelope::Room { .. } => self.ctx.stats().error("unexpected_envelope"),
             ServerEnvelope::Ack { .. } => self.ctx.stats().counters.acked += 1,
             ServerEnvelope::Error { code, id, .. } => self.on_error(code, id.as_deref()),
             ServerEnvelope::Reconnect {

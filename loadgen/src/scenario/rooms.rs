@@ -100,7 +100,8 @@ impl RoomsCore {
             }
         };
         match env {
-            ServerEnvelope::Msg { from, id, data, .. } => self.on_msg(m, &from, &id, data, now),
+            ServerEnvelope::Room { from, id, data, .. } => self.on_msg(m, &from, &id, data, now),
+            ServerEnvelope::Direct { .. } => self.ctx.stats().error("unexpected_envelope"),
             ServerEnvelope::Ack { .. } => self.ctx.stats().counters.acked += 1,
             ServerEnvelope::Error { code, id, .. } => self.on_error(code, id.as_deref()),
             ServerEnvelope::Reconnect { .. } => {}
