@@ -151,6 +151,8 @@ export function decode(text, { strict = false } = {}) {
       const data = v.data === undefined ? null : v.data;
       if (v.room !== undefined) {
         if (!str(v.room)) bad('room');
+        // A room message carries no offset (docs/protocol.md).
+        if (strict && v.offset !== undefined) bad('offset');
         return { type: 'msg', kind: 'room', room: v.room, from: v.from, id: v.id, data };
       }
       if (!uint(v.offset) || v.offset === 0) bad('offset');
