@@ -1,11 +1,9 @@
 //! Configuration layers on the real binary: environment variables and a
 //! TOML file, with flags on top.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use shardcast::harness::NodeProcess;
+use shardcast::{harness::NodeProcess, protocol::ServerEnvelope};
 
 /// Starts the node with `args`/`env`, reads the listening line, connects one
 /// user and returns its `welcome.node`.
@@ -19,9 +17,11 @@ fn node_id_seen(args: &[&str], env: &[(&str, &str)]) -> String {
         .stderr(Stdio::null());
     let node = NodeProcess::start(command).unwrap();
     let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws?userId=a", node.ws)).unwrap();
-    let welcome: serde_json::Value =
-        serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
-    welcome["node"].as_str().unwrap().to_owned()
+    let frame = ws.read().unwrap();
+    match ServerEnvelope::parse(frame.to_text().unwrap().as_bytes()).unwrap() {
+        ServerEnvelope::Welcome { node, .. } => node.into_owned(),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
 }
 
 #[test]
