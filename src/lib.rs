@@ -10,6 +10,7 @@
 //! - [`node`]: the socket node — cores, accept and hand-off, sessions,
 //!   routing, rooms, housekeeping and drain.
 //! - [`metrics`]: Prometheus names and per-core counters.
+//! - [`sys`]: descriptor limits and CPU numbering at start-up.
 //! - [`harness`]: starts a node process and finds its ports (tests, loadgen's
 //!   tests, examples).
 //!
@@ -25,4 +26,5 @@ pub mod node;
 pub mod protocol;
 pub mod ring;
 pub mod store;
+pub mod sys;
 pub mod token;

@@ -1,8 +1,6 @@
 //! What loadgen reads from the host: process RSS from `/proc` (its own, its
 //! workers', and `--server-pid` servers') and the open-files limit.
 
-use std::io;
-
 /// Resident set size of `pid` in bytes (`VmRSS` of `/proc/PID/status`), or
 /// `None` if the process is gone or unreadable.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
@@ -36,30 +34,8 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Makes sure this process may hold `needed` descriptors: raises the soft
-/// `RLIMIT_NOFILE` up to the hard limit if needed. Returns the soft limit in
-/// force afterwards; the caller decides whether it is enough.
-pub fn ensure_nofile(needed: u64) -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < needed && lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max.min(needed.max(lim.rlim_cur)),
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: valid rlimit value within the hard limit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = raised.rlim_cur;
-        }
-    }
-    Ok(lim.rlim_cur)
-}
+/// The node's own: raises the soft `RLIMIT_NOFILE` towards `needed`.
+pub use shardcast::sys::ensure_nofile;
 
 #[cfg(test)]
 mod tests {

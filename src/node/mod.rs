@@ -134,6 +134,20 @@ pub fn run(config: Config) -> Result<(), NodeError> {
             addr: config.metrics_listen,
             source,
         })?;
+    // Each connection is a descriptor; a few hundred more for listeners,
+    // io_uring, Redis and whatever the process opens.
+    let wanted = config.max_connections as u64 + 512;
+    match crate::sys::ensure_nofile(wanted) {
+        // Info, not a warning: the 1,000,000 default is above most
+        // development machines' limits, and the limit is what is true.
+        Ok(limit) if limit < wanted => tracing::info!(
+            limit,
+            wanted,
+            "open-file limit caps connections below --max-connections (LimitNOFILE, ulimit -n; see tuning/)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
     if config.secret_is_ephemeral {
         tracing::warn!(
             "no SHARDCAST_SECRET or --secret-file: resume tokens only verify on this process"
@@ -155,7 +169,7 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     let metrics = Arc::new(Metrics::new(cores));
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let online = crate::sys::online_cpus();
     let mut handles = Vec::with_capacity(cores);
     for (i, listeners) in listeners.into_iter().enumerate() {
         let (config, metrics, mesh, drain, redis, ready) = (
