@@ -150,25 +150,27 @@ pub fn start(
     response: Vec<u8>,
     leftover: Vec<u8>,
 ) {
-    let shard = shard.clone();
-    glommio::spawn_local(async move {
-        let (conn, endpoint) = match upgrade {
-            Upgrade::Echo => (shard.new_conn(None), Endpoint::Echo),
-            Upgrade::Messaging { user, resume } => {
-                let conn = shard.new_conn(Some(user.clone()));
-                // Boxed for the same reason as the frame handler: a one-off.
-                Box::pin(shard.open_session(&conn, user.clone(), resume.as_deref())).await;
-                (conn, Endpoint::Messaging(user))
-            }
-        };
-        let io = Io {
-            rx: leftover,
-            pos: 0,
-            tx: response,
-        };
-        serve(&shard, &conn, stream, io, &endpoint).await;
-        shard.close_conn(&conn).await;
-    })
+    let (conn, endpoint, resume) = match upgrade {
+        Upgrade::Echo => (shard.new_conn(None), Endpoint::Echo, None),
+        Upgrade::Messaging { user, resume } => (
+            shard.new_conn(Some(user.clone())),
+            Endpoint::Messaging(user),
+            resume,
+        ),
+    };
+    let io = Io {
+        rx: leftover,
+        pos: 0,
+        tx: response,
+    };
+    glommio::spawn_local(connection(
+        shard.clone(),
+        conn,
+        stream,
+        io,
+        endpoint,
+        resume,
+    ))
     .detach();
 }
 
@@ -188,11 +190,35 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
+/// The socket task. Its future is what an idle connection costs, so what
+/// runs once (opening and closing the session, handling a batch of frames)
+/// is boxed, and everything lives in this one future: a wrapper future would
+/// store the stream and buffers a second time.
+async fn connection(
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    mut stream: TcpStream,
+    mut io: Io,
+    endpoint: Endpoint,
+    resume: Option<String>,
+) {
+    // Each boxed future is bound first: a temporary of the `.await`
+    // statement itself would be kept in this future's state.
+    if let Endpoint::Messaging(user) = &endpoint {
+        let open = Box::pin(shard.open_session(&conn, user.clone(), resume.as_deref()));
+        open.await;
+    }
+    drop(resume);
+    serve(&shard, &conn, &mut stream, &mut io, &endpoint).await;
+    let close = Box::pin(shard.close_conn(&conn));
+    close.await;
+}
+
 async fn serve(
     shard: &Shard,
     conn: &Rc<Conn>,
-    mut stream: TcpStream,
-    mut io: Io,
+    stream: &mut TcpStream,
+    io: &mut Io,
     endpoint: &Endpoint,
 ) {
     let config = shard.config();
@@ -213,14 +239,15 @@ async fn serve(
             // Boxed: the handler's state (envelope routing, store calls) is
             // large and only alive while a batch is handled; inline, every
             // idle connection's task would carry it.
-            let flow = Box::pin(read_frames(shard, conn, &mut ws, &mut io, endpoint)).await;
+            let frames = Box::pin(read_frames(shard, conn, &mut ws, io, endpoint));
+            let flow = frames.await;
             io.compact();
             match flow {
                 Flow::Continue => {
-                    let _ = ws.flush(&mut io);
+                    let _ = ws.flush(io);
                 }
                 Flow::PeerClosed => {
-                    let _ = ws.flush(&mut io);
+                    let _ = ws.flush(io);
                     let _ = stream.write_all(&io.tx).await;
                     return;
                 }
@@ -248,10 +275,10 @@ async fn serve(
                     code: WsCloseCode::from(code.code()),
                     reason: code.reason().into(),
                 };
-                if ws.close(&mut io, Some(frame)).is_err() {
+                if ws.close(io, Some(frame)).is_err() {
                     write_close(&mut io.tx, code.code(), code.reason());
                 }
-                let _ = ws.flush(&mut io);
+                let _ = ws.flush(io);
             }
         }
         if !io.tx.is_empty() {
@@ -271,7 +298,7 @@ async fn serve(
             }
             conn.set_waker(cx.waker());
             let mut scratch = shard.scratch().borrow_mut();
-            match Pin::new(&mut stream).poll_read(cx, &mut scratch) {
+            match Pin::new(&mut *stream).poll_read(cx, &mut scratch) {
                 Poll::Ready(Ok(n)) => {
                     io.rx.extend_from_slice(&scratch[..n]);
                     Poll::Ready(Some(n))

@@ -22,7 +22,6 @@ struct UserBuffer {
     last_offset: u64,
     delivered: u64,
     messages: VecDeque<StoredMessage>,
-    session: Option<Session>,
     touched: Instant,
 }
 
@@ -51,7 +50,6 @@ impl MemoryStore {
                 last_offset: 0,
                 delivered: 0,
                 messages: VecDeque::new(),
-                session: None,
                 touched: Instant::now(),
             }),
         };
@@ -60,11 +58,6 @@ impl MemoryStore {
 
     fn peek<T>(&self, user: &str, f: impl FnOnce(&UserBuffer) -> T, absent: T) -> T {
         self.users.borrow().get(user).map_or(absent, f)
-    }
-
-    /// The session recorded for `user`, if any.
-    pub fn session(&self, user: &str) -> Option<Session> {
-        self.users.borrow().get(user)?.session.clone()
     }
 
     /// Number of users with an entry.
@@ -128,20 +121,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn open_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
-        self.with_user(user, |u| {
-            u.session = Some(session.clone());
-            u.touched = Instant::now();
-        });
-        Ok(())
+    /// In one process the session is the shard's own map of connections:
+    /// nothing to record, and no entry is made for a user without messages
+    /// (an idle connection costs the store nothing). Keeps the entry fresh.
+    async fn open_session(&self, user: &str, _session: &Session) -> Result<(), StoreError> {
+        self.touch(user).await
     }
 
-    async fn close_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
-        if let Some(u) = self.users.borrow_mut().get_mut(user) {
-            if u.session.as_ref() == Some(session) {
-                u.session = None;
-            }
-        }
+    /// Nothing recorded, nothing to forget (see `open_session`).
+    async fn close_session(&self, _user: &str, _session: &Session) -> Result<(), StoreError> {
         Ok(())
     }
 
