@@ -60,6 +60,9 @@ pub struct Plan {
     pub scenario: ScenarioCmd,
     /// Parsed targets, in command-line order.
     pub targets: Vec<Target>,
+    /// Parsed `--failover-target`s (`direct` only; empty: reconnect to the
+    /// same target).
+    pub failover_targets: Vec<Target>,
     /// Source addresses (empty: let the kernel choose).
     pub source_ips: Vec<IpAddr>,
     /// Run id shared by all workers (names users and rooms).
@@ -94,6 +97,14 @@ impl Plan {
             .iter()
             .map(|t| Target::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
+        let failover_targets = match scenario {
+            ScenarioCmd::Direct(a) => a
+                .failover_targets
+                .iter()
+                .map(|t| Target::parse(t))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
         let source_ips = match &c.source_ips {
             Some(spec) => parse_source_ips(spec)?,
             None => Vec::new(),
@@ -114,6 +125,7 @@ impl Plan {
         Ok(Self {
             scenario: scenario.clone(),
             targets,
+            failover_targets,
             source_ips,
             run_id,
             workers: c.workers,
@@ -185,6 +197,12 @@ impl Plan {
     /// Target for unit `u` (a pair, a room, or a connection).
     pub fn target_for(&self, u: u64) -> &Target {
         &self.targets[(u % self.targets.len() as u64) as usize]
+    }
+
+    /// Failover target for pair `u`, if any were given.
+    pub fn failover_for(&self, u: u64) -> Option<&Target> {
+        (!self.failover_targets.is_empty())
+            .then(|| &self.failover_targets[(u % self.failover_targets.len() as u64) as usize])
     }
 }
 
