@@ -16,7 +16,9 @@
 # from Redis. Exits 1 if lost_acked > 0.
 #
 # Knobs (environment): USERS (400), RATE (2000), DUR (15), KILL_AFTER (5),
-# NODE_CORES (2), OUT (target/kill-run), SKIP_BUILD=1 with NODE_BIN/LOADGEN.
+# NODE_CORES (2), OUT (target/kill-run), SKIP_BUILD=1 with NODE_BIN/LOADGEN;
+# STORE=memory runs the same with the in-memory store (a control: what A
+# had acked but not yet delivered dies with it, so lost_acked may be > 0).
 # Everything is on loopback and bounded by DUR + loadgen's drain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ RATE=${RATE:-2000}
 DUR=${DUR:-15}
 KILL_AFTER=${KILL_AFTER:-5}
 NODE_CORES=${NODE_CORES:-2}
+STORE=${STORE:-redis}
 OUT=${OUT:-target/kill-run}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -62,9 +65,11 @@ REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 SHARDCAST_SECRET=$(head -c 24 /dev/urandom | base64)
 export SHARDCAST_SECRET
+STORE_ARGS=(--redis "$REDIS_URL")
+[ "$STORE" = memory ] && STORE_ARGS=()
 node() { # ID
   start "node-$1" "$NODE_BIN" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-    --cores "$NODE_CORES" --node-id "$1" --redis "$REDIS_URL"
+    --cores "$NODE_CORES" --node-id "$1" "${STORE_ARGS[@]}"
 }
 node a; A_PID=$PID A_ADDR=$ADDR A_METRICS=$METRICS
 node b; B_PID=$PID B_ADDR=$ADDR B_METRICS=$METRICS
@@ -101,6 +106,7 @@ B_RESUMED=$(curl -s --max-time 2 "http://$B_METRICS/metrics" | awk '/^rtc_socket
 cat "$OUT/kill.txt"
 {
   echo "Machine: $(machine)"
+  echo "Store: $STORE; nodes: $NODE_BIN --cores $NODE_CORES --node-id a|b ${STORE_ARGS[*]}"
   echo "Command: ${CMD[*]}"
   echo "node a killed ${KILL_AFTER}s after its first message (routed $A_ROUTED; its connections gone ${A_GONE_MS} ms after the kill); node b routed $B_ROUTED, resumed $B_RESUMED sessions from tokens."
   jq -r '"sent \(.messages.sent), acked \(.messages.acked), received \(.messages.received), lost \(.messages.lost) = lost_acked \(.messages.lost_acked) + lost_unacked \(.messages.lost_unacked), duplicated \(.messages.duplicated), reordered \(.messages.reordered), skipped \(.messages.skipped); connections dropped \(.connections.dropped), reconnects \(.connections.reconnects), reconnect attempts failed \(.connections.reconnect_failed); recovery p50 \(.recovery_latency_us.p50) µs, p99 \(.recovery_latency_us.p99) µs; errors \(.errors)"' "$OUT/kill.json"
