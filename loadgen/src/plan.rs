@@ -287,4 +287,29 @@ mod tests {
             }
         }
     }
+
+    fn direct(extra: &str) -> Result<Plan, PlanError> {
+        use clap::Parser;
+        let line = format!(
+            "loadgen direct --target ws://127.0.0.1:8080/ws --duration 1 --users 8 --rate 10 {extra}"
+        );
+        let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).unwrap();
+        Plan::from_cli(&cli.scenario)
+    }
+
+    #[test]
+    fn failover_targets_are_parsed_and_spread_over_pairs() {
+        let plan = direct("").unwrap();
+        assert!(plan.failover_for(0).is_none());
+        let plan = direct(
+            "--failover-target ws://127.0.0.1:8081/ws --failover-target ws://127.0.0.1:8082/ws",
+        )
+        .unwrap();
+        let port = |p: u64| plan.failover_for(p).map(|t| t.url.clone());
+        assert_eq!(port(0).as_deref(), Some("ws://127.0.0.1:8081/ws"));
+        assert_eq!(port(1).as_deref(), Some("ws://127.0.0.1:8082/ws"));
+        assert_eq!(port(2), port(0));
+        assert_eq!(plan.target_for(1).url, "ws://127.0.0.1:8080/ws");
+        assert!(direct("--failover-target wss://127.0.0.1:8081/ws").is_err());
+    }
 }
