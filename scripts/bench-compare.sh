@@ -36,8 +36,7 @@ OUT=${OUT:-target/bench-compare}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-say() { printf '== %s\n' "$*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "bench-compare: needs $1" >&2; exit 1; }; }
+. scripts/lib/bench.sh
 need cargo
 need jq
 
@@ -74,28 +73,7 @@ if [ "$HAVE_NODE" = 1 ] && (cd benches/baselines/uws-echo && npm install --no-au
   UWS_NOTE="uWebSockets.js: @trufflesuite/uws-js-unofficial $(node -p "require(require.resolve('@trufflesuite/uws-js-unofficial/package.json', {paths: ['benches/baselines/uws-echo']})).version"), native binary"
 fi
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-
-# start NAME CMD... : starts a server that prints "listening ws=ADDR" first;
-# sets ADDR and PID.
-start() {
-  local name=$1; shift
-  local log="$OUT/$name.server.log"
-  : >"$log"
-  "$@" >"$log" 2>&1 &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 100); do
-    ADDR=$(sed -n 's/.*listening ws=\([^ ]*\).*/\1/p' "$log" | head -1 || true)
-    [ -n "$ADDR" ] && return 0
-    sleep 0.1
-  done
-  echo "bench-compare: $name did not start; see $log" >&2
-  exit 1
-}
-stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
 # run NAME SCENARIO URL ARGS... : one loadgen run, report in $OUT/NAME.json
 run() {
@@ -104,8 +82,6 @@ run() {
   "$LOADGEN" "$scenario" --target "$url" --duration "$DUR" --quiet \
     --server-pid "$PID" --report "$OUT/$name.json" "$@" >"$OUT/$name.txt"
 }
-
-field() { jq -r "$2" "$OUT/$1.json"; }
 
 SHARDCAST_SECRET=$(head -c 24 /dev/urandom | base64)
 export SHARDCAST_SECRET
@@ -162,8 +138,6 @@ for s in "${DIRECT_SERVERS[@]}"; do
 done
 
 # --- table --------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 row() { # scenario server
   local sc=$1 s=$2
   local sat fixed p99 lost base_sat base_p99 cpu rss msgs cpu_us
@@ -173,7 +147,7 @@ row() { # scenario server
   cpu=$(field "$sc-sat-$s" '.cpu.server_seconds // "-"')
   rss=$(field "$sc-sat-$s" '.server_rss_bytes // 0')
   msgs=$(field "$sc-sat-$s" .messages.received)
-  cpu_us=$(awk -v c="$cpu" -v m="$msgs" 'BEGIN { if (c != "-" && m > 0) printf "%.2f", c * 1e6 / m; else print "-" }')
+  cpu_us=$(us_per_msg "$cpu" "$msgs")
   base_sat=$(field "$sc-sat-shardcast" .throughput.msgs_per_sec)
   base_p99=$(field "$sc-fixed-shardcast" .latency_us.p99)
   printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$sc" "$s" "$sat" "$(ratio "$sat" "$base_sat")" \

@@ -17,10 +17,17 @@
 //! and never as lost: "0 lost" means every message the server accepted was
 //! delivered.
 //!
-//! Invariants: every sequence number `< next` is settled; `ahead` holds the
-//! settled numbers `> next` as sorted, disjoint, non-adjacent half-open
-//! ranges, all starting above `next`. Memory is O(number of gaps), so a flow
-//! that is in order costs a few words no matter how many messages it carried.
+//! The sender side can also keep the set of sequence numbers the server
+//! `ack`ed (a [`SeqSet`]): an ack promises the message is stored, so a lost
+//! message is either **lost acked** (the server broke its promise; must be
+//! 0) or **lost unacked** (sent, never acked, never delivered: a real client
+//! would resend it). [`FlowRx::lost_acked`] splits `lost` that way.
+//!
+//! Sets of sequence numbers ([`SeqSet`]: the settled numbers of a flow, its
+//! acked numbers) are kept as "every number `< next`" plus `ahead`, the
+//! members `> next` as sorted, disjoint, non-adjacent half-open ranges, all
+//! starting above `next`. Memory is O(number of gaps), so a flow that is in
+//! order costs a few words no matter how many messages it carried.
 
 use std::ops::Range;
 
@@ -38,10 +45,10 @@ pub enum Arrival {
 /// Receive-side state of one flow. See the module docs for the invariants.
 #[derive(Clone, Debug, Default)]
 pub struct FlowRx {
-    next: u64,
+    /// Received or rejected sequence numbers.
+    settled: SeqSet,
     /// One more than the highest sequence number *received* (0 = none yet).
     max_seen_plus_one: u64,
-    ahead: Vec<Range<u64>>,
     received: u64,
     rejected: u64,
 }
@@ -54,7 +61,7 @@ impl FlowRx {
 
     /// Records the arrival of `seq` and says how it arrived.
     pub fn on_receive(&mut self, seq: u64) -> Arrival {
-        if !self.settle(seq) {
+        if !self.settled.insert(seq) {
             return Arrival::Duplicate;
         }
         self.received += 1;
@@ -71,7 +78,7 @@ impl FlowRx {
     /// must not be counted as lost). Returns false if `seq` was already
     /// settled.
     pub fn on_reject(&mut self, seq: u64) -> bool {
-        let fresh = self.settle(seq);
+        let fresh = self.settled.insert(seq);
         if fresh {
             self.rejected += 1;
         }
@@ -91,23 +98,38 @@ impl FlowRx {
     /// Messages of the first `sent` sequence numbers that were neither
     /// received nor rejected.
     pub fn lost(&self, sent: u64) -> u64 {
-        let mut settled_below = self.next.min(sent);
-        for r in &self.ahead {
-            if r.start >= sent {
-                break;
-            }
-            settled_below += r.end.min(sent) - r.start;
-        }
-        sent - settled_below
+        sent - self.settled.count_below(sent)
+    }
+
+    /// Of the messages [`FlowRx::lost`] counts, those whose sequence number
+    /// is in `acked` (the server acked them and never delivered them). The
+    /// rest of `lost` were never acked.
+    pub fn lost_acked(&self, acked: &SeqSet, sent: u64) -> u64 {
+        acked.count_below_not_in(&self.settled, sent)
     }
 
     /// True if every sequence number below `sent` is settled.
     pub fn complete(&self, sent: u64) -> bool {
-        self.next >= sent
+        self.settled.next >= sent
+    }
+}
+
+/// A set of sequence numbers, compact while they are mostly contiguous.
+/// See the module docs for the invariants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeqSet {
+    next: u64,
+    ahead: Vec<Range<u64>>,
+}
+
+impl SeqSet {
+    /// The empty set.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Marks `seq` settled; false if it already was.
-    fn settle(&mut self, seq: u64) -> bool {
+    /// Adds `seq`; false if it was already in the set.
+    pub fn insert(&mut self, seq: u64) -> bool {
         if seq < self.next {
             return false;
         }
@@ -140,6 +162,53 @@ impl FlowRx {
         }
         true
     }
+
+    /// True if `seq` is in the set.
+    pub fn contains(&self, seq: u64) -> bool {
+        seq < self.next || {
+            let i = self.ahead.partition_point(|r| r.end <= seq);
+            self.ahead.get(i).is_some_and(|r| r.contains(&seq))
+        }
+    }
+
+    /// Members below `n`.
+    pub fn count_below(&self, n: u64) -> u64 {
+        self.ranges()
+            .take_while(|r| r.start < n)
+            .map(|r| r.end.min(n) - r.start)
+            .sum()
+    }
+
+    /// Members below `n` that are not in `other`.
+    pub fn count_below_not_in(&self, other: &SeqSet, n: u64) -> u64 {
+        // |self ∩ [0, n)| − |self ∩ other ∩ [0, n)|, the intersection by a
+        // merge walk over both sorted range lists.
+        let mut both = 0;
+        let mut theirs = other.ranges().peekable();
+        for mine in self.ranges().take_while(|r| r.start < n) {
+            let mine = mine.start..mine.end.min(n);
+            while let Some(t) = theirs.peek() {
+                let (lo, hi) = (t.start.max(mine.start), t.end.min(mine.end));
+                if lo < hi {
+                    both += hi - lo;
+                }
+                if t.end <= mine.end {
+                    theirs.next();
+                } else {
+                    break;
+                }
+            }
+        }
+        self.count_below(n) - both
+    }
+
+    /// The members as sorted, disjoint half-open ranges.
+    fn ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        (self.next > 0)
+            .then_some(0..self.next)
+            .into_iter()
+            .chain(self.ahead.iter().cloned())
+    }
 }
 
 /// Totals over many flows, reported as `messages.*`.
@@ -153,6 +222,10 @@ pub struct FlowTotals {
     pub rejected: u64,
     /// Sent, never received, never rejected.
     pub lost: u64,
+    /// Lost although the server acked them (flows added with their acks).
+    pub lost_acked: u64,
+    /// Lost and never acked (flows added with their acks).
+    pub lost_unacked: u64,
 }
 
 impl FlowTotals {
@@ -162,6 +235,16 @@ impl FlowTotals {
         self.received += rx.received();
         self.rejected += rx.rejected();
         self.lost += rx.lost(sent);
+    }
+
+    /// [`FlowTotals::add`], and splits the flow's loss by `acked`, the
+    /// sequence numbers the server acked to the sender.
+    pub fn add_with_acks(&mut self, rx: &FlowRx, acked: &SeqSet, sent: u64) {
+        let lost = rx.lost(sent);
+        let lost_acked = rx.lost_acked(acked, sent);
+        self.add(rx, sent);
+        self.lost_acked += lost_acked;
+        self.lost_unacked += lost - lost_acked;
     }
 }
 
@@ -181,7 +264,7 @@ mod tests {
         }
         assert_eq!(rx.lost(1000), 0);
         assert!(rx.complete(1000));
-        assert!(rx.ahead.is_empty());
+        assert!(rx.settled.ahead.is_empty());
     }
 
     #[test]
@@ -206,7 +289,9 @@ mod tests {
                 sent: 10,
                 received: 9,
                 rejected: 0,
-                lost: 1
+                lost: 1,
+                lost_acked: 0,
+                lost_unacked: 0,
             }
         );
     }
@@ -219,7 +304,7 @@ mod tests {
         assert_eq!(rx.on_receive(1), Arrival::Reordered);
         assert_eq!(rx.lost(5), 0);
         assert!(rx.complete(5));
-        assert!(rx.ahead.is_empty());
+        assert!(rx.settled.ahead.is_empty());
     }
 
     #[test]
@@ -235,12 +320,12 @@ mod tests {
     fn ranges_merge_from_both_sides() {
         let mut rx = FlowRx::new();
         feed(&mut rx, &[0, 2, 4]);
-        assert_eq!(rx.ahead, vec![2..3, 4..5]);
+        assert_eq!(rx.settled.ahead, vec![2..3, 4..5]);
         rx.on_receive(3);
-        assert_eq!(rx.ahead, vec![2..5]);
+        assert_eq!(rx.settled.ahead, vec![2..5]);
         rx.on_receive(1);
-        assert!(rx.ahead.is_empty());
-        assert_eq!(rx.next, 5);
+        assert!(rx.settled.ahead.is_empty());
+        assert_eq!(rx.settled.next, 5);
     }
 
     #[test]
@@ -261,6 +346,93 @@ mod tests {
         feed(&mut rx, &[0, 1, 7]);
         assert_eq!(rx.lost(3), 1);
         assert_eq!(rx.lost(8), 5);
+    }
+
+    #[test]
+    fn lost_splits_into_acked_and_unacked() {
+        // Sender sends 0..10; the server acks 0..=6 and 8 (9 and 7 were
+        // sent but never acked); 3 and 8 were acked but never delivered
+        // (the server broke its promise), 7 and 9 were never acked nor
+        // delivered, 5 was rejected.
+        let mut acked = SeqSet::new();
+        for s in [0, 1, 2, 3, 4, 5, 6, 8] {
+            assert!(acked.insert(s));
+        }
+        assert!(!acked.insert(4));
+        let mut rx = FlowRx::new();
+        feed(&mut rx, &[0, 1, 2, 4, 6]);
+        assert!(rx.on_reject(5));
+        assert_eq!(rx.lost(10), 4);
+        assert_eq!(rx.lost_acked(&acked, 10), 2);
+        let mut totals = FlowTotals::default();
+        totals.add_with_acks(&rx, &acked, 10);
+        assert_eq!(
+            (totals.lost, totals.lost_acked, totals.lost_unacked),
+            (4, 2, 2)
+        );
+        // Only the first `sent` count: 8 is beyond a sender that sent 8.
+        assert_eq!(rx.lost_acked(&acked, 8), 1);
+    }
+
+    #[test]
+    fn an_acked_message_delivered_late_or_twice_is_not_lost() {
+        let mut acked = SeqSet::new();
+        let mut rx = FlowRx::new();
+        for s in 0..5 {
+            acked.insert(s);
+        }
+        feed(&mut rx, &[0, 1, 2, 4]);
+        assert_eq!(rx.lost_acked(&acked, 5), 1);
+        // Replayed after a resume: the gap fills, the rest is duplicated.
+        feed(&mut rx, &[2, 3, 4]);
+        assert_eq!(rx.lost_acked(&acked, 5), 0);
+        assert_eq!(rx.lost(5), 0);
+    }
+
+    #[test]
+    fn seq_set_contains_and_counts() {
+        let mut set = SeqSet::new();
+        for s in [0, 1, 5, 6, 9] {
+            set.insert(s);
+        }
+        assert!(set.contains(1) && set.contains(6) && set.contains(9));
+        assert!(!set.contains(2) && !set.contains(7) && !set.contains(10));
+        assert_eq!(set.count_below(6), 3);
+        assert_eq!(set.count_below(100), 5);
+        assert_eq!(SeqSet::new().count_below(10), 0);
+    }
+
+    #[test]
+    fn lost_acked_matches_a_naive_model() {
+        use rand::{rngs::SmallRng, Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(11);
+        for _ in 0..300 {
+            let sent = rng.random_range(1..80u64);
+            let (mut acked, mut rx) = (SeqSet::new(), FlowRx::new());
+            let (mut a, mut r) = (
+                std::collections::BTreeSet::new(),
+                std::collections::BTreeSet::new(),
+            );
+            for _ in 0..rng.random_range(0..160) {
+                let s = rng.random_range(0..sent + 5);
+                match rng.random_range(0..3) {
+                    0 => {
+                        acked.insert(s);
+                        a.insert(s);
+                    }
+                    1 if s < sent => {
+                        rx.on_receive(s);
+                        r.insert(s);
+                    }
+                    _ => {}
+                }
+            }
+            let expect = a.iter().filter(|s| **s < sent && !r.contains(s)).count() as u64;
+            assert_eq!(rx.lost_acked(&acked, sent), expect);
+            for s in 0..sent + 5 {
+                assert_eq!(acked.contains(s), a.contains(&s));
+            }
+        }
     }
 
     #[test]

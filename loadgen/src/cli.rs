@@ -179,6 +179,13 @@ pub struct DirectArgs {
     /// Messages in flight per flow in closed-loop mode (--rate 0).
     #[arg(long, default_value_t = 1, value_name = "W")]
     pub window: u32,
+    /// Where users reconnect once their connection ended without loadgen
+    /// asking (the node died, reset the connection or drained): pair p goes
+    /// to failover target p mod F instead of its --target, from then on.
+    /// For nodes sharing one store (`--redis`), where a user's buffer and
+    /// resume token are good on any node. Repeatable.
+    #[arg(long = "failover-target", value_name = "URL")]
+    pub failover_targets: Vec<String>,
 }
 
 /// `rooms` options.
@@ -280,6 +287,8 @@ mod tests {
              --source-ips 127.0.0.2-127.0.0.50 --report r.json --connections 1000 --connect-rate 500",
             "loadgen direct --target ws://127.0.0.1:8080/ws --target ws://127.0.0.2:8080/ws \
              --duration 5 --report r.json --users 200 --rate 1000 --payload-bytes 128",
+            "loadgen direct --target ws://127.0.0.1:8080/ws --failover-target ws://127.0.0.1:8081/ws \
+             --duration 15 --users 400 --rate 2000",
             "loadgen rooms --target ws://127.0.0.1:8080/ws --duration 5 --report r.json \
              --rooms 10 --subscribers 20 --publishers 2 --rate 100",
             "loadgen echo --target ws://127.0.0.1:8080/echo --duration 5 --report r.json \

@@ -385,7 +385,8 @@ fn parameters(plan: &Plan) -> serde_json::Value {
             json!({"connections": a.connections, "connect_rate": a.common.connect_rate, "raw": a.raw})
         }
         S::Direct(a) => {
-            json!({"users": a.users, "rate": a.rate, "payload_bytes": a.payload_bytes, "window": a.window})
+            json!({"users": a.users, "rate": a.rate, "payload_bytes": a.payload_bytes, "window": a.window,
+                   "failover_targets": a.failover_targets})
         }
         S::Rooms(a) => {
             json!({"rooms": a.rooms, "subscribers": a.subscribers, "publishers": a.publishers,

@@ -60,6 +60,9 @@ pub struct Plan {
     pub scenario: ScenarioCmd,
     /// Parsed targets, in command-line order.
     pub targets: Vec<Target>,
+    /// Parsed `--failover-target`s (`direct` only; empty: reconnect to the
+    /// same target).
+    pub failover_targets: Vec<Target>,
     /// Source addresses (empty: let the kernel choose).
     pub source_ips: Vec<IpAddr>,
     /// Run id shared by all workers (names users and rooms).
@@ -94,6 +97,14 @@ impl Plan {
             .iter()
             .map(|t| Target::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
+        let failover_targets = match scenario {
+            ScenarioCmd::Direct(a) => a
+                .failover_targets
+                .iter()
+                .map(|t| Target::parse(t))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
         let source_ips = match &c.source_ips {
             Some(spec) => parse_source_ips(spec)?,
             None => Vec::new(),
@@ -114,6 +125,7 @@ impl Plan {
         Ok(Self {
             scenario: scenario.clone(),
             targets,
+            failover_targets,
             source_ips,
             run_id,
             workers: c.workers,
@@ -185,6 +197,12 @@ impl Plan {
     /// Target for unit `u` (a pair, a room, or a connection).
     pub fn target_for(&self, u: u64) -> &Target {
         &self.targets[(u % self.targets.len() as u64) as usize]
+    }
+
+    /// Failover target for pair `u`, if any were given.
+    pub fn failover_for(&self, u: u64) -> Option<&Target> {
+        (!self.failover_targets.is_empty())
+            .then(|| &self.failover_targets[(u % self.failover_targets.len() as u64) as usize])
     }
 }
 
@@ -268,5 +286,30 @@ mod tests {
                 assert_eq!(next, total);
             }
         }
+    }
+
+    fn direct(extra: &str) -> Result<Plan, PlanError> {
+        use clap::Parser;
+        let line = format!(
+            "loadgen direct --target ws://127.0.0.1:8080/ws --duration 1 --users 8 --rate 10 {extra}"
+        );
+        let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).unwrap();
+        Plan::from_cli(&cli.scenario)
+    }
+
+    #[test]
+    fn failover_targets_are_parsed_and_spread_over_pairs() {
+        let plan = direct("").unwrap();
+        assert!(plan.failover_for(0).is_none());
+        let plan = direct(
+            "--failover-target ws://127.0.0.1:8081/ws --failover-target ws://127.0.0.1:8082/ws",
+        )
+        .unwrap();
+        let port = |p: u64| plan.failover_for(p).map(|t| t.url.clone());
+        assert_eq!(port(0).as_deref(), Some("ws://127.0.0.1:8081/ws"));
+        assert_eq!(port(1).as_deref(), Some("ws://127.0.0.1:8082/ws"));
+        assert_eq!(port(2), port(0));
+        assert_eq!(plan.target_for(1).url, "ws://127.0.0.1:8080/ws");
+        assert!(direct("--failover-target wss://127.0.0.1:8081/ws").is_err());
     }
 }

@@ -141,6 +141,14 @@ pub struct Counters {
     pub skipped: u64,
     /// Sent, never received, never rejected (only in the final snapshot).
     pub lost: u64,
+    /// Of `lost`, messages the server had acked (`direct`/`storm`; final
+    /// snapshot only).
+    #[serde(default)]
+    pub lost_acked: u64,
+    /// Of `lost`, messages never acked (`direct`/`storm`; final snapshot
+    /// only).
+    #[serde(default)]
+    pub lost_unacked: u64,
     /// Deliveries the scenario expected (sent × recipients per message).
     pub expected: u64,
 }
@@ -164,6 +172,8 @@ impl Counters {
         self.rejected += o.rejected;
         self.skipped += o.skipped;
         self.lost += o.lost;
+        self.lost_acked += o.lost_acked;
+        self.lost_unacked += o.lost_unacked;
         self.expected += o.expected;
     }
 

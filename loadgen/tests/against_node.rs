@@ -6,7 +6,7 @@
 //! before any test runs) and fail loudly when it is missing.
 
 use serde_json::Value;
-use shardcast::harness::{node_binary, NodeProcess};
+use shardcast::harness::{node_binary, NodeProcess, RedisProcess};
 use std::process::{Command, Stdio};
 
 const SECRET: &str = "loadgen-integration-secret-0123456789";
@@ -44,11 +44,17 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(&["--echo"])
+    }
+
+    /// A node with `extra` flags after the common ones.
+    fn start_with(extra: &[&str]) -> Node {
         let bin = node_binary().unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new(&bin);
         command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--cores", "2", "--echo"])
+            .args(["--cores", "2"])
+            .args(extra)
             .env("SHARDCAST_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stderr(Stdio::inherit());
@@ -252,4 +258,45 @@ fn storm_with_resume_recovers_every_user_and_loses_nothing() {
     assert_eq!(u(&r, "/recovery_latency_us/count"), 60);
     // Backoff: the first attempt waits T_0 = 50 ms plus up to 50 ms jitter.
     assert!(u(&r, "/recovery_latency_us/p50") >= 50_000, "{r:#}");
+}
+
+#[test]
+fn direct_failover_after_sigkill_loses_nothing_acked() {
+    // Two nodes on one Redis; node A is killed mid-run and its users move
+    // to B (--failover-target), which replays from Redis.
+    let redis = RedisProcess::start().expect("redis-server (apt-get install -y redis-server)");
+    let url = redis.url();
+    let a = Node::start_with(&["--node-id", "a", "--redis", &url]);
+    let b = Node::start_with(&["--node-id", "b", "--redis", &url]);
+    let (target, failover) = (format!("ws://{}/ws", a.ws), format!("ws://{}/ws", b.ws));
+    let killer = std::thread::spawn(move || {
+        let mut a = a;
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        a.process.kill().expect("kill node a");
+    });
+    let r = loadgen(&[
+        "direct",
+        "--target",
+        &target,
+        "--failover-target",
+        &failover,
+        "--duration",
+        "5",
+        "--users",
+        "100",
+        "--rate",
+        "500",
+    ]);
+    killer.join().unwrap();
+    assert_eq!(u(&r, "/connections/dropped"), 100, "{r:#}");
+    assert_eq!(u(&r, "/connections/reconnects"), 100, "{r:#}");
+    assert_eq!(u(&r, "/messages/lost_acked"), 0, "{r:#}");
+    assert_eq!(
+        u(&r, "/messages/lost_acked") + u(&r, "/messages/lost_unacked"),
+        u(&r, "/messages/lost")
+    );
+    // B delivered after the failover: more arrived than A could have routed
+    // in its 2.5 s (at most ~1,250 at 500/s).
+    assert!(u(&r, "/messages/received") > 1_500, "{r:#}");
+    assert_eq!(r["parameters"]["failover_targets"][0], failover.as_str());
 }

@@ -82,6 +82,14 @@ pub struct Messages {
     pub received: u64,
     /// Sent, never received, never refused by the server.
     pub lost: u64,
+    /// `direct`/`storm`: of `lost`, messages the server had acked (it
+    /// promised they were stored: must be 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_acked: Option<u64>,
+    /// `direct`/`storm`: of `lost`, messages never acked (a client would
+    /// resend them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_unacked: Option<u64>,
     /// Extra arrivals of an already received message.
     pub duplicated: u64,
     /// First arrivals overtaken by a later message of their flow.
@@ -262,11 +270,14 @@ impl Report {
         self.connections.disconnects = c.disconnects;
         self.connections.reconnects = c.reconnects;
         self.connections.reconnect_failed = c.reconnect_failed;
+        let acks_tracked = matches!(self.scenario.as_str(), "direct" | "storm");
         self.messages = Messages {
             sent: c.sent,
             expected: c.expected,
             received: c.received,
             lost: c.lost,
+            lost_acked: acks_tracked.then_some(c.lost_acked),
+            lost_unacked: acks_tracked.then_some(c.lost_unacked),
             duplicated: c.duplicated,
             reordered: c.reordered,
             acked: c.acked,
@@ -315,6 +326,8 @@ mod tests {
         stats.counters.sent = 100;
         stats.counters.received = 98;
         stats.counters.lost = 2;
+        stats.counters.lost_acked = 0;
+        stats.counters.lost_unacked = 2;
         stats.counters.established = 10;
         for v in 1..=100 {
             stats.latency.record(v * 10);
@@ -338,6 +351,8 @@ mod tests {
             "/messages/sent",
             "/messages/received",
             "/messages/lost",
+            "/messages/lost_acked",
+            "/messages/lost_unacked",
             "/messages/duplicated",
             "/messages/reordered",
             "/throughput/msgs_per_sec",
@@ -354,6 +369,8 @@ mod tests {
         ] {
             assert!(v.pointer(path).is_some(), "missing {path}");
         }
+        assert_eq!(r.messages.lost_acked, Some(0));
+        assert_eq!(r.messages.lost_unacked, Some(2));
         assert_eq!(r.throughput.msgs_per_sec, 49.0);
         assert_eq!(r.latency_us.p50, 500);
         assert_eq!(r.latency_us.max, 1000);

@@ -70,10 +70,14 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "connect      {}", percentile_line(&r.connect_latency_us));
     }
     if m.sent + m.received > 0 {
+        let split = match (m.lost_acked, m.lost_unacked) {
+            (Some(a), Some(u)) => format!(" (lost_acked {a}, lost_unacked {u})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
-            "messages     sent {}  received {}/{}  lost {}  duplicated {}  reordered {}  rejected {}  skipped {}",
-            m.sent, m.received, m.expected, m.lost, m.duplicated, m.reordered, m.rejected, m.skipped
+            "messages     sent {}  received {}/{}  lost {}{}  duplicated {}  reordered {}  rejected {}  skipped {}",
+            m.sent, m.received, m.expected, m.lost, split, m.duplicated, m.reordered, m.rejected, m.skipped
         );
         let _ = writeln!(
             s,
@@ -153,5 +157,9 @@ mod tests {
         let text = summary(&r);
         assert!(text.contains("lost 1"));
         assert!(text.contains("timeout=3"));
+        assert!(!text.contains("lost_acked"));
+        r.messages.lost_acked = Some(0);
+        r.messages.lost_unacked = Some(1);
+        assert!(summary(&r).contains("lost 1 (lost_acked 0, lost_unacked 1)"));
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! A user whose connection drops without loadgen asking (a drain's 1012, a
 //! reset) reconnects with the contract's backoff and its latest resume token,
-//! as a real client would. `storm` adds waves that disconnect a fraction of
+//! as a real client would; with `--failover-target` its reconnects go to
+//! the failover target from then on (nodes sharing one Redis). `storm` adds waves that disconnect a fraction of
 //! the users on purpose and reconnect them the same way (`--resume` decides
 //! whether they present their token).
 
@@ -20,7 +21,7 @@ use super::connect::count_end;
 use super::{
     close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
 };
-use crate::accounting::FlowRx;
+use crate::accounting::{FlowRx, SeqSet};
 use crate::backoff::Backoff;
 use crate::cli::{DirectArgs, StormArgs};
 use crate::clock;
@@ -46,8 +47,13 @@ struct User {
     token: Option<String>,
     retry_after_ms: Option<u64>,
     reconnecting: bool,
+    /// A connection of this user ended without loadgen asking: reconnect
+    /// to the failover target (if any) from now on.
+    failed_over: bool,
     /// As sender: messages sent to the partner (= next sequence number).
     sent: u64,
+    /// As sender: sequence numbers the server acked.
+    acked: SeqSet,
     /// As receiver: the flow from the partner.
     rx: FlowRx,
 }
@@ -71,10 +77,13 @@ struct PairCore {
 impl PairCore {
     fn target_and_source(&self, u: usize) -> (&crate::target::Target, Option<std::net::IpAddr>) {
         let global = self.first + u as u64;
-        (
-            self.ctx.plan.target_for(global / 2),
-            self.ctx.plan.source_for(global),
-        )
+        let plan = &self.ctx.plan;
+        let failover = self.users.borrow()[u].failed_over;
+        let target = failover
+            .then(|| plan.failover_for(global / 2))
+            .flatten()
+            .unwrap_or_else(|| plan.target_for(global / 2));
+        (target, plan.source_for(global))
     }
 
     fn install(self: &Rc<Self>, u: usize, conn: Rc<Conn>, welcome: Welcome) {
@@ -100,6 +109,9 @@ impl PairCore {
                 }
             }
             count_end(&core.ctx, &conn, &end);
+            if !conn.closed_by_us() {
+                core.users.borrow_mut()[u].failed_over = true;
+            }
             if !conn.closed_by_us() && core.accepting.get() {
                 core.spawn_reconnect(u, true, clock::now_ns());
             }
@@ -143,7 +155,7 @@ impl PairCore {
         match env {
             ServerEnvelope::Direct { from, id, data, .. } => self.on_msg(r, &from, &id, data, now),
             ServerEnvelope::Room { .. } => self.ctx.stats().error("unexpected_envelope"),
-            ServerEnvelope::Ack { .. } => self.ctx.stats().counters.acked += 1,
+            ServerEnvelope::Ack { id } => self.on_ack(r, &id),
             ServerEnvelope::Error { code, id, .. } => self.on_error(code, id.as_deref()),
             ServerEnvelope::Reconnect {
                 resume_token,
@@ -185,6 +197,22 @@ impl PairCore {
             self.outstanding.set(self.outstanding.get() - 1);
             if self.refill.get() {
                 self.send(sender, now);
+            }
+        }
+    }
+
+    /// Records that the server acked user `u`'s message `id` (stored, in
+    /// the Redis store's case: it must be delivered).
+    fn on_ack(&self, u: usize, id: &str) {
+        self.ctx.stats().counters.acked += 1;
+        let mut users = self.users.borrow_mut();
+        match parse_message_id(id) {
+            Some((sender, seq)) if sender == self.first + u as u64 && seq < users[u].sent => {
+                users[u].acked.insert(seq);
+            }
+            _ => {
+                drop(users);
+                self.ctx.stats().error("unexpected_ack");
             }
         }
     }
@@ -296,7 +324,12 @@ impl PairCore {
         let users = self.users.borrow();
         let mut s = self.ctx.stats();
         for (u, user) in users.iter().enumerate() {
-            s.counters.lost += users[u ^ 1].rx.lost(user.sent);
+            let rx = &users[u ^ 1].rx;
+            let lost = rx.lost(user.sent);
+            let lost_acked = rx.lost_acked(&user.acked, user.sent);
+            s.counters.lost += lost;
+            s.counters.lost_acked += lost_acked;
+            s.counters.lost_unacked += lost - lost_acked;
             s.counters.expected += user.sent;
         }
     }
