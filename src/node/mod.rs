@@ -256,9 +256,7 @@ async fn core_main(
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(batch) = rx.recv().await {
-                for msg in batch {
-                    shard.on_core_msg(msg).await;
-                }
+                shard.on_core_batch(batch).await;
             }
         })
         .detach();

@@ -361,11 +361,12 @@ async fn read_frames(
     endpoint: &Endpoint,
 ) -> Flow {
     let ingress = Instant::now();
-    loop {
+    let mut local = Vec::new();
+    let flow = loop {
         match ws.read(io) {
             Ok(Message::Text(text)) => match endpoint {
                 Endpoint::Messaging(user) => {
-                    shard.on_text(conn, user, text.as_str(), ingress).await
+                    shard.on_text(conn, user, text.as_str(), ingress, &mut local)
                 }
                 Endpoint::Echo => write_frame(&mut io.tx, OP_TEXT, text.as_bytes()),
             },
@@ -378,12 +379,15 @@ async fn read_frames(
                 ),
             },
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Ok(Message::Close(_)) => return Flow::PeerClosed,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Flow::PeerClosed,
-            Err(WsError::Capacity(_)) => return Flow::Fail(CloseCode::TooBig),
-            Err(WsError::Utf8(_)) => return Flow::Fail(CloseCode::InvalidUtf8),
-            Err(_) => return Flow::Fail(CloseCode::ProtocolError),
+            Ok(Message::Close(_)) => break Flow::PeerClosed,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break Flow::Continue,
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break Flow::PeerClosed,
+            Err(WsError::Capacity(_)) => break Flow::Fail(CloseCode::TooBig),
+            Err(WsError::Utf8(_)) => break Flow::Fail(CloseCode::InvalidUtf8),
+            Err(_) => break Flow::Fail(CloseCode::ProtocolError),
         }
-    }
+    };
+    // What was read before the flow ended is delivered either way.
+    shard.deliver(local).await;
+    flow
 }

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use crate::{
     metrics::{DropReason, Path},
     protocol::{server, ClientEnvelope, DirectTemplate, ErrorCode, RoomPattern},
-    store::{Store, StoreError},
 };
 
 use super::{
@@ -24,6 +23,7 @@ use super::{
         mesh::{CoreMsg, Handoff},
         shard_of,
     },
+    deliver::{LocalDirect, Reply},
     Shard,
 };
 
@@ -51,8 +51,16 @@ impl Shard {
     }
 
     /// Handles one text frame from `conn` (a `/ws` connection of `user`),
-    /// received at `ingress`.
-    pub async fn on_text(&self, conn: &Rc<Conn>, user: &str, text: &str, ingress: Instant) {
+    /// received at `ingress`. A direct message to a user of this core is
+    /// added to `local`, for [`Shard::deliver`] with the rest of its batch.
+    pub fn on_text(
+        &self,
+        conn: &Rc<Conn>,
+        user: &str,
+        text: &str,
+        ingress: Instant,
+        local: &mut Vec<LocalDirect>,
+    ) {
         let envelope = match ClientEnvelope::parse(text) {
             Ok(e) => e,
             Err(e) => {
@@ -69,11 +77,15 @@ impl Shard {
                 match self.owner(&to) {
                     Owner::Here => {
                         self.counters().message(Path::Local);
-                        let message = DirectTemplate::new(user, &id, data.get());
-                        match self.deliver_direct(&to, &message, ingress).await {
-                            Ok(()) => conn.push_ack(&id),
-                            Err(e) => self.unavailable(conn, &id, e),
-                        }
+                        local.push(LocalDirect {
+                            message: DirectTemplate::new(user, &id, data.get()),
+                            to: to.into(),
+                            ingress,
+                            reply: Reply::Here {
+                                conn: conn.clone(),
+                                id: id.into(),
+                            },
+                        });
                     }
                     Owner::Core(core) => {
                         self.counters().message(Path::Core);
@@ -159,29 +171,6 @@ impl Shard {
         conn.push_error(ErrorCode::RateLimited, id, "rate limit exceeded, slow down");
     }
 
-    fn unavailable(&self, conn: &Conn, id: &str, e: StoreError) {
-        self.counters().drop(DropReason::Unavailable);
-        conn.push_error(ErrorCode::Unavailable, Some(id), &e.to_string());
-    }
-
-    /// Gives the message the recipient's next offset, buffers it, and queues
-    /// it on the recipient's connection if it has one. `to` is owned here.
-    async fn deliver_direct(
-        &self,
-        to: &str,
-        message: &DirectTemplate,
-        ingress: Instant,
-    ) -> Result<(), StoreError> {
-        let stored = self.store.append(to, message).await?;
-        let conn = self.users.borrow().get(to).cloned();
-        if let Some(conn) = conn {
-            if !conn.push_direct(stored, Some(ingress)) {
-                self.counters().drop(DropReason::BufferFull);
-            }
-        }
-        Ok(())
-    }
-
     fn publish_local(&self, room: &str, envelope: Bytes, ingress: Instant) {
         let mut dropped = 0;
         self.rooms.borrow().for_each_subscriber(room, |c| {
@@ -196,8 +185,17 @@ impl Shard {
         }
     }
 
-    /// Handles a message from another core.
-    pub async fn on_core_msg(self: &Rc<Self>, msg: CoreMsg) {
+    /// Handles a batch of messages from another core; its direct messages
+    /// are delivered together (see [`Shard::deliver`]).
+    pub async fn on_core_batch(self: &Rc<Self>, batch: Vec<CoreMsg>) {
+        let mut local = Vec::new();
+        for msg in batch {
+            self.on_core_msg(msg, &mut local);
+        }
+        self.deliver(local).await;
+    }
+
+    fn on_core_msg(self: &Rc<Self>, msg: CoreMsg, local: &mut Vec<LocalDirect>) {
         match msg {
             CoreMsg::Handoff(h) => super::super::ws::adopt(self, *h),
             CoreMsg::Direct {
@@ -207,27 +205,16 @@ impl Shard {
                 id,
                 data,
                 ingress,
-            } => {
-                let message = DirectTemplate::new(&from, &id, &data);
-                let error = self
-                    .deliver_direct(&to, &message, ingress)
-                    .await
-                    .err()
-                    .map(|e| {
-                        self.counters().drop(DropReason::Unavailable);
-                        (ErrorCode::Unavailable, e.to_string())
-                    });
-                let back = shard_of(&from, self.mesh.cores());
-                self.mesh.send(
-                    back,
-                    CoreMsg::Ack {
-                        user: from,
-                        conn: from_conn,
-                        id,
-                        error,
-                    },
-                );
-            }
+            } => local.push(LocalDirect {
+                message: DirectTemplate::new(&from, &id, &data),
+                to,
+                ingress,
+                reply: Reply::Core {
+                    user: from,
+                    conn: from_conn,
+                    id,
+                },
+            }),
             CoreMsg::Ack {
                 user,
                 conn,

@@ -90,10 +90,11 @@ pub struct Link {
     settings: LinkSettings,
     pipeline: RefCell<Pipeline<Rc<Waiter>>>,
     health: Cell<Health>,
-    /// Woken when a batch starts (its first request is queued).
+    /// Woken when a batch starts (its first request is queued) and when it
+    /// is full (`settings.batch` requests).
     work: Notify,
-    /// Woken when the queued batch reached `settings.batch`.
-    full: Notify,
+    /// When the first request of the queued batch was queued.
+    batch_started: Cell<Instant>,
     /// Set once the first connection attempt has finished, either way.
     attempted: Cell<bool>,
     /// Woken when `attempted` is set.
@@ -112,7 +113,7 @@ impl Link {
             pipeline: RefCell::new(Pipeline::new(settings.max_pending)),
             health: Cell::new(Health::Down { failures: 0 }),
             work: Notify::default(),
-            full: Notify::default(),
+            batch_started: Cell::new(Instant::now()),
             attempted: Cell::new(false),
             first_attempt: Notify::default(),
             metrics,
@@ -167,10 +168,10 @@ impl Link {
             p.queued()
         };
         if queued == 1 {
-            self.work.notify();
+            self.batch_started.set(waiter.queued_at);
         }
-        if queued >= self.settings.batch {
-            self.full.notify();
+        if queued == 1 || queued >= self.settings.batch {
+            self.work.notify();
         }
         poll_fn(|cx| match waiter.reply.borrow_mut().take() {
             Some(reply) => Poll::Ready(reply),
@@ -302,24 +303,24 @@ impl Link {
     }
 
     /// Serves one connection until it breaks; returns why.
+    ///
+    /// One loop does everything, so that replies keep being read while
+    /// requests keep coming: it writes the queued batch once it is full or
+    /// its first request has waited `flush`, and otherwise waits for
+    /// whichever comes first of bytes to read, a batch to start or fill, the
+    /// flush time, or the oldest request falling overdue.
     async fn serve(&self, stream: &mut TcpStream) -> StoreError {
         enum Event {
             Read(std::io::Result<usize>),
             Work,
-            Overdue,
+            Timer,
         }
         let mut buf = vec![0u8; 16 * 1024];
         let mut out = Vec::new();
         loop {
-            if self.pipeline.borrow().queued() > 0 {
-                if self.settings.flush > Duration::ZERO
-                    && self.pipeline.borrow().queued() < self.settings.batch
-                {
-                    futures_lite::future::or(glommio::timer::sleep(self.settings.flush), async {
-                        self.full.wait().await
-                    })
-                    .await;
-                }
+            let queued = self.pipeline.borrow().queued();
+            let waited = self.batch_started.get().elapsed();
+            if queued > 0 && (queued >= self.settings.batch || waited >= self.settings.flush) {
                 out.clear();
                 let n = self.pipeline.borrow_mut().take_output(&mut out);
                 self.counters().store_batch(n as u64);
@@ -331,7 +332,11 @@ impl Link {
                 }
                 continue;
             }
-            let overdue = self.overdue_in();
+            let flush_in = (queued > 0).then(|| self.settings.flush.saturating_sub(waited));
+            let wake_in = match (flush_in, self.overdue_in()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let event = futures_lite::future::or(
                 async { Event::Read(stream.read(&mut buf).await) },
                 futures_lite::future::or(
@@ -340,11 +345,11 @@ impl Link {
                         Event::Work
                     },
                     async {
-                        match overdue {
+                        match wake_in {
                             Some(d) => glommio::timer::sleep(d).await,
                             None => std::future::pending::<()>().await,
                         }
-                        Event::Overdue
+                        Event::Timer
                     },
                 ),
             )
@@ -359,12 +364,10 @@ impl Link {
                     };
                     self.deliver(done);
                 }
-                Event::Work => {}
-                Event::Overdue => {
-                    if self.overdue_in() == Some(Duration::ZERO) {
-                        return StoreError::Timeout(self.settings.timeout);
-                    }
-                }
+                Event::Work | Event::Timer => {}
+            }
+            if self.overdue_in() == Some(Duration::ZERO) {
+                return StoreError::Timeout(self.settings.timeout);
             }
         }
     }

@@ -1,0 +1,150 @@
+//! Delivery of direct messages to users of this core: the append that makes
+//! a message durable (its offset), then the recipient's connection, then the
+//! ack to the sender.
+//!
+//! Messages are delivered in batches: every direct message in one read of a
+//! client socket, or in one batch from another core, is appended together.
+//! Each append's store command is queued when its future is first polled,
+//! and the batch's futures are first polled in batch order, so the commands
+//! reach the store in order (one sender's messages to one recipient keep
+//! their order and get ascending offsets) and travel in one pipeline flush,
+//! instead of one round trip each. Recipients' queues and acks are then
+//! served in batch order.
+
+use std::{future::Future, pin::Pin, rc::Rc, task::Poll, time::Instant};
+
+use crate::{
+    metrics::DropReason,
+    protocol::{DirectTemplate, ErrorCode},
+    store::{Store, StoreError},
+};
+
+use super::{
+    super::{conn::Conn, mesh::CoreMsg, shard_of},
+    Shard,
+};
+
+/// A direct message for a user this core owns, before its append.
+pub struct LocalDirect {
+    pub to: Box<str>,
+    pub message: DirectTemplate,
+    pub ingress: Instant,
+    /// Who hears the outcome.
+    pub reply: Reply,
+}
+
+/// Where the outcome of a delivery goes.
+pub enum Reply {
+    /// The sender's connection on this core, acked with `id`.
+    Here { conn: Rc<Conn>, id: Box<str> },
+    /// The sender's core: an `Ack` for connection `conn` of user `user`.
+    Core {
+        user: Box<str>,
+        conn: u64,
+        id: Box<str>,
+    },
+}
+
+impl Shard {
+    /// Appends every message of `batch` (in order, in one pipeline flush),
+    /// queues each on its recipient's connection, and answers each sender.
+    pub async fn deliver(&self, batch: Vec<LocalDirect>) {
+        if batch.is_empty() {
+            return;
+        }
+        let appends = batch
+            .iter()
+            .map(|d| self.store.append(&d.to, &d.message))
+            .collect();
+        let results = join_in_order(appends).await;
+        for (d, result) in batch.into_iter().zip(results) {
+            let outcome = result.map(|stored| {
+                let conn = self.users.borrow().get(&*d.to).cloned();
+                if let Some(conn) = conn {
+                    if !conn.push_direct(stored, Some(d.ingress)) {
+                        self.counters().drop(DropReason::BufferFull);
+                    }
+                }
+            });
+            self.answer(d.reply, outcome);
+        }
+    }
+
+    fn answer(&self, reply: Reply, outcome: Result<(), StoreError>) {
+        let error = outcome.err().map(|e| {
+            self.counters().drop(DropReason::Unavailable);
+            (ErrorCode::Unavailable, e.to_string())
+        });
+        match reply {
+            Reply::Here { conn, id } => match error {
+                None => conn.push_ack(&id),
+                Some((code, message)) => conn.push_error(code, Some(&id), &message),
+            },
+            Reply::Core { user, conn, id } => {
+                let back = shard_of(&user, self.mesh.cores());
+                self.mesh.send(
+                    back,
+                    CoreMsg::Ack {
+                        user,
+                        conn,
+                        id,
+                        error,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Runs `futures` together and returns their outputs in order. Every
+/// future is first polled in order, before any is polled a second time.
+async fn join_in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn futures_are_first_polled_in_order_and_outputs_come_in_order() {
+        let log = RefCell::new(Vec::new());
+        let make = |i: usize, yields: usize| {
+            let log = &log;
+            async move {
+                log.borrow_mut().push(i);
+                for _ in 0..yields {
+                    futures_lite::future::yield_now().await;
+                }
+                i * 10
+            }
+        };
+        let out =
+            futures_lite::future::block_on(join_in_order(vec![make(0, 3), make(1, 0), make(2, 1)]));
+        assert_eq!(out, [0, 10, 20]);
+        assert_eq!(log.borrow()[..3], [0, 1, 2], "first polls in order");
+    }
+}
