@@ -255,7 +255,12 @@ async fn core_main(
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(batch) = rx.recv().await {
+            while let Some(mut batch) = rx.recv().await {
+                // Whatever else is ready joins this batch: one delivery
+                // (one store flush) for all of it.
+                while let Some(Some(more)) = futures_lite::future::poll_once(rx.recv()).await {
+                    batch.extend(more);
+                }
                 shard.on_core_batch(batch).await;
             }
         })

@@ -8,15 +8,22 @@
 //! and the batch's futures are first polled in batch order, so the commands
 //! reach the store in order (one sender's messages to one recipient keep
 //! their order and get ascending offsets) and travel in one pipeline flush,
-//! instead of one round trip each. Recipients' queues and acks are then
-//! served in batch order.
+//! instead of one round trip each. Outcomes are applied (recipient's queue,
+//! sender's ack) in that same order, whichever batch is woken first (see
+//! `deliver_one`).
+//!
+//! Invariant: a delivery future is never dropped before it completes (it is
+//! awaited by a socket task's frame handler or by a core's mesh receiver,
+//! neither of which is raced or cancelled); a dropped one would leave its
+//! sequence number unapplied and stall every delivery after it. Every append
+//! completes: the store answers, fails, or times out.
 
 use std::{future::Future, pin::Pin, rc::Rc, task::Poll, time::Instant};
 
 use crate::{
     metrics::DropReason,
     protocol::{DirectTemplate, ErrorCode},
-    store::{Store, StoreError},
+    store::{Store, StoreError, StoredMessage},
 };
 
 use super::{
@@ -52,22 +59,41 @@ impl Shard {
         if batch.is_empty() {
             return;
         }
-        let appends = batch
-            .iter()
-            .map(|d| self.store.append(&d.to, &d.message))
-            .collect();
-        let results = join_in_order(appends).await;
-        for (d, result) in batch.into_iter().zip(results) {
-            let outcome = result.map(|stored| {
-                let conn = self.users.borrow().get(&*d.to).cloned();
-                if let Some(conn) = conn {
-                    if !conn.push_direct(stored, Some(d.ingress)) {
-                        self.counters().drop(DropReason::BufferFull);
-                    }
-                }
-            });
-            self.answer(d.reply, outcome);
+        let deliveries = batch.into_iter().map(|d| self.deliver_one(d)).collect();
+        join_in_order(deliveries).await;
+    }
+
+    /// One message. Its sequence number is taken in the same poll that
+    /// queues its append, so sequence order is the store's command order
+    /// (per recipient: offset order). Outcomes are then applied strictly in
+    /// sequence order: two batches that interleave on the pipeline (a
+    /// socket's and another core's) may be woken in any order, but a
+    /// recipient's queue still gets its offsets in order.
+    async fn deliver_one(&self, d: LocalDirect) {
+        let seq = self.issued.get();
+        self.issued.set(seq + 1);
+        let outcome = self.store.append(&d.to, &d.message).await;
+        self.finished.borrow_mut().insert(seq, (d, outcome));
+        loop {
+            let next = self.applied.get();
+            let Some((d, outcome)) = self.finished.borrow_mut().remove(&next) else {
+                break;
+            };
+            self.applied.set(next + 1);
+            self.apply(d, outcome);
         }
+    }
+
+    fn apply(&self, d: LocalDirect, outcome: Result<StoredMessage, StoreError>) {
+        let outcome = outcome.map(|stored| {
+            let conn = self.users.borrow().get(&*d.to).cloned();
+            if let Some(conn) = conn {
+                if !conn.push_direct(stored, Some(d.ingress)) {
+                    self.counters().drop(DropReason::BufferFull);
+                }
+            }
+        });
+        self.answer(d.reply, outcome);
     }
 
     fn answer(&self, reply: Reply, outcome: Result<(), StoreError>) {

@@ -32,7 +32,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     config::Config,
     metrics::{latency_histogram, CoreMetrics, Metrics, Rejection},
-    store::{CoreStore, Store},
+    store::{CoreStore, Store, StoreError, StoredMessage},
 };
 
 use super::{
@@ -72,7 +72,15 @@ pub struct Shard {
     limits: Limits,
     latency: RefCell<Histogram<u64>>,
     ticks: Cell<u64>,
+    /// Direct deliveries: sequence numbers taken (in store command order),
+    /// the next one to apply, and the finished ones waiting for their turn.
+    issued: Cell<u64>,
+    applied: Cell<u64>,
+    finished: RefCell<FxHashMap<u64, Finished>>,
 }
+
+/// A direct delivery whose append returned, waiting for its turn.
+type Finished = (deliver::LocalDirect, Result<StoredMessage, StoreError>);
 
 /// Size of the per-core read buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -127,6 +135,9 @@ impl Shard {
             limits,
             latency: RefCell::new(latency_histogram()),
             ticks: Cell::new(0),
+            issued: Cell::new(0),
+            applied: Cell::new(0),
+            finished: RefCell::default(),
         }
     }
 

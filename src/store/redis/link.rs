@@ -143,6 +143,15 @@ impl Link {
 
     /// Sends `cmd` with the next batch and waits for its reply.
     pub async fn call(&self, cmd: &Cmd) -> Result<Value, StoreError> {
+        self.call_encoded(|out| cmd.write_packed_command(out)).await
+    }
+
+    /// Sends the one command `encode` writes (RESP) with the next batch and
+    /// waits for its reply.
+    pub async fn call_encoded(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Value, StoreError> {
         if let Health::Down { failures } = self.health.get() {
             let err = if failures >= self.settings.breaker_failures {
                 StoreError::CircuitOpen
@@ -158,7 +167,7 @@ impl Link {
         });
         let queued = {
             let mut p = self.pipeline.borrow_mut();
-            if let Err((full, _)) = p.push(cmd, waiter.clone()) {
+            if let Err((full, _)) = p.push_encoded(encode, waiter.clone()) {
                 drop(p);
                 return Err(self.failed(StoreError::Overloaded {
                     pending: full.pending,

@@ -24,11 +24,13 @@
 
 mod link;
 mod pipeline;
+mod resp;
 
 use std::{net::ToSocketAddrs, rc::Rc, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use redis::{Cmd, IntoConnectionInfo, Value};
+use redis::{IntoConnectionInfo, Value};
+use resp::Arg;
 use sha1::{Digest, Sha1};
 
 use crate::{config::Config, metrics::Metrics, protocol::DirectTemplate};
@@ -238,13 +240,25 @@ impl RedisStore {
         self.link.round_trips()
     }
 
-    fn script(&self, which: usize, user: &str, keys: usize) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.shas[which]).arg(keys).arg(meta_key(user));
-        if keys == 2 {
-            cmd.arg(buffer_key(user));
-        }
-        cmd
+    /// Runs script `which` for `user` (`keys`: the meta hash, and the
+    /// buffer list when 2) with `args`.
+    async fn script(
+        &self,
+        which: usize,
+        user: &str,
+        keys: usize,
+        args: &[Arg<'_>],
+    ) -> Result<Value, StoreError> {
+        let sha = &self.shas[which];
+        self.link
+            .call_encoded(|out| resp::evalsha(out, sha, user, keys, args))
+            .await
+    }
+
+    async fn hget(&self, user: &str, field: &[u8]) -> Result<Value, StoreError> {
+        self.link
+            .call_encoded(|out| resp::hget_meta(out, user, field))
+            .await
     }
 }
 
@@ -268,12 +282,13 @@ impl Store for RedisStore {
         user: &str,
         message: &DirectTemplate,
     ) -> Result<StoredMessage, StoreError> {
-        let mut cmd = self.script(0, user, 2);
-        cmd.arg(&message.head[..])
-            .arg(&message.tail[..])
-            .arg(self.capacity)
-            .arg(self.ttl_ms);
-        let v = self.link.call(&cmd).await?;
+        let args = [
+            Arg::Bytes(&message.head),
+            Arg::Bytes(&message.tail),
+            Arg::Num(self.capacity as u64),
+            Arg::Num(self.ttl_ms),
+        ];
+        let v = self.script(0, user, 2, &args).await?;
         let offset = as_u64(&v).ok_or_else(|| reply_error("append", &v))?;
         Ok(StoredMessage {
             offset,
@@ -282,9 +297,7 @@ impl Store for RedisStore {
     }
 
     async fn read_after(&self, user: &str, after: u64) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut cmd = self.script(1, user, 2);
-        cmd.arg(after);
-        let v = self.link.call(&cmd).await?;
+        let v = self.script(1, user, 2, &[Arg::Num(after)]).await?;
         let Value::Array(items) = &v else {
             return Err(reply_error("read", &v));
         };
@@ -306,46 +319,42 @@ impl Store for RedisStore {
     }
 
     async fn last_offset(&self, user: &str) -> Result<u64, StoreError> {
-        let v = self
-            .link
-            .call(redis::cmd("HGET").arg(meta_key(user)).arg("o"))
-            .await?;
+        let v = self.hget(user, b"o").await?;
         as_u64(&v).ok_or_else(|| reply_error("last offset", &v))
     }
 
     async fn delivered(&self, user: &str) -> Result<u64, StoreError> {
-        let v = self
-            .link
-            .call(redis::cmd("HGET").arg(meta_key(user)).arg("d"))
-            .await?;
+        let v = self.hget(user, b"d").await?;
         as_u64(&v).ok_or_else(|| reply_error("delivered", &v))
     }
 
     async fn set_delivered(&self, user: &str, offset: u64) -> Result<(), StoreError> {
-        let mut cmd = self.script(2, user, 1);
-        cmd.arg(offset).arg(self.ttl_ms);
-        self.link.call(&cmd).await.map(drop)
+        let args = [Arg::Num(offset), Arg::Num(self.ttl_ms)];
+        self.script(2, user, 1, &args).await.map(drop)
     }
 
     async fn open_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
-        let mut cmd = self.script(3, user, 2);
-        cmd.arg(&*session.node)
-            .arg(session.core)
-            .arg(session.since_ms)
-            .arg(self.ttl_ms);
-        self.link.call(&cmd).await.map(drop)
+        let args = [
+            Arg::Bytes(session.node.as_bytes()),
+            Arg::Num(session.core as u64),
+            Arg::Num(session.since_ms),
+            Arg::Num(self.ttl_ms),
+        ];
+        self.script(3, user, 2, &args).await.map(drop)
     }
 
     async fn close_session(&self, user: &str, session: &Session) -> Result<(), StoreError> {
-        let mut cmd = self.script(4, user, 1);
-        cmd.arg(&*session.node).arg(session.since_ms);
-        self.link.call(&cmd).await.map(drop)
+        let args = [
+            Arg::Bytes(session.node.as_bytes()),
+            Arg::Num(session.since_ms),
+        ];
+        self.script(4, user, 1, &args).await.map(drop)
     }
 
     async fn touch(&self, user: &str) -> Result<(), StoreError> {
-        let mut cmd = self.script(5, user, 2);
-        cmd.arg(self.ttl_ms);
-        self.link.call(&cmd).await.map(drop)
+        self.script(5, user, 2, &[Arg::Num(self.ttl_ms)])
+            .await
+            .map(drop)
     }
 
     /// Redis expires keys by their TTL.

@@ -86,11 +86,21 @@ impl<T> Pipeline<T> {
 
     /// Encodes `cmd` for the next flush; `token` gets its reply.
     pub fn push(&mut self, cmd: &Cmd, token: T) -> Result<(), (Full, T)> {
+        self.push_encoded(|out| cmd.write_packed_command(out), token)
+    }
+
+    /// Queues the one command `encode` writes (RESP) for the next flush;
+    /// `token` gets its reply.
+    pub fn push_encoded(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        token: T,
+    ) -> Result<(), (Full, T)> {
         if self.pending() >= self.max_pending {
             let pending = self.pending();
             return Err((Full { pending }, token));
         }
-        cmd.write_packed_command(&mut self.out);
+        encode(&mut self.out);
         self.queued.push_back(token);
         Ok(())
     }
