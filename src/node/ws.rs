@@ -40,17 +40,14 @@ use crate::protocol::{
 
 use super::{
     conn::{Conn, Outbound},
-    mesh::Handoff,
+    mesh::{Handoff, Session},
     shard::Shard,
 };
 
 /// What an upgrade request asked for.
 pub enum Upgrade {
-    /// `/ws?userId=…[&resume=…]`: a protocol v1 session.
-    Messaging {
-        user: Rc<str>,
-        resume: Option<String>,
-    },
+    /// `/ws?userId=…[&resume=…][&token=…]`: a protocol v1 session.
+    Messaging(Session),
     /// `/echo`.
     Echo,
 }
@@ -135,11 +132,13 @@ pub fn adopt(shard: &Rc<Shard>, h: Handoff) {
     // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`;
     // `into_raw_fd` gives up that ownership to the stream.
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    let upgrade = Upgrade::Messaging {
-        user: h.user.into(),
-        resume: h.resume,
-    };
-    start(shard, stream, upgrade, h.response, h.leftover);
+    start(
+        shard,
+        stream,
+        Upgrade::Messaging(h.session),
+        h.response,
+        h.leftover,
+    );
 }
 
 /// Spawns the socket task of a freshly upgraded connection.
@@ -154,10 +153,14 @@ pub fn start(
     glommio::spawn_local(async move {
         let (conn, endpoint) = match upgrade {
             Upgrade::Echo => (shard.new_conn(None), Endpoint::Echo),
-            Upgrade::Messaging { user, resume } => {
+            Upgrade::Messaging(session) => {
+                let user: Rc<str> = session.user.into();
                 let conn = shard.new_conn(Some(user.clone()));
+                if let Some(grant) = session.grant {
+                    shard.authorize(&conn, grant);
+                }
                 // Boxed for the same reason as the frame handler: a one-off.
-                Box::pin(shard.open_session(&conn, user.clone(), resume.as_deref())).await;
+                Box::pin(shard.open_session(&conn, user.clone(), session.resume.as_deref())).await;
                 (conn, Endpoint::Messaging(user))
             }
         };

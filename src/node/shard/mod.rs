@@ -8,11 +8,13 @@
 //!
 //! The shard is split by concept: this file holds its state, admission and
 //! the connection registry; [`session`] opens sessions (tokens, replay);
-//! [`route`] decides where every envelope goes; [`housekeeping`] runs the
-//! periodic tick and the drain.
+//! [`route`] decides where every envelope goes; [`auth`] keeps each
+//! connection's token grant (refresh, permissions, expiry);
+//! [`housekeeping`] runs the periodic tick and the drain.
 //!
 //! [`CoreMsg`]: super::mesh::CoreMsg
 
+mod auth;
 mod housekeeping;
 mod route;
 mod session;
