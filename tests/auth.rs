@@ -80,7 +80,7 @@ fn jwt_node(extra: &[&str]) -> Node {
 
 /// What an upgrade attempt got: a client, or the HTTP refusal.
 enum Upgrade {
-    Open(Client),
+    Open(Box<Client>),
     Refused { status: u16, body: Value },
 }
 
@@ -100,7 +100,7 @@ fn upgrade(node: &Node, query: &str, headers: &[(&str, &str)]) -> Upgrade {
         );
     }
     match tungstenite::client(request, MaybeTlsStream::Plain(stream)) {
-        Ok((ws, _)) => Upgrade::Open(Client { ws }),
+        Ok((ws, _)) => Upgrade::Open(Box::new(Client { ws })),
         Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
             let status = response.status().as_u16();
             let body = response.body().as_deref().unwrap_or_default();
@@ -117,7 +117,7 @@ fn open(node: &Node, query: &str, headers: &[(&str, &str)]) -> (Client, Value) {
         Upgrade::Open(mut c) => {
             let welcome = c.recv();
             assert_eq!(welcome["type"], "welcome", "{welcome}");
-            (c, welcome)
+            (*c, welcome)
         }
         Upgrade::Refused { status, body } => panic!("refused {status}: {body}"),
     }

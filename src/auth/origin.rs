@@ -148,7 +148,7 @@ impl AllowedOrigins {
         if got.scheme.is_none() || got.host.contains('*') {
             return false;
         }
-        self.exact.iter().any(|e| *e == got)
+        self.exact.contains(&got)
             || self.wildcard.iter().any(|w| {
                 w.scheme
                     .as_ref()
