@@ -140,7 +140,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
                 let session = Session {
                     user,
                     resume,
-                    grant,
+                    grant: grant.map(Box::new),
                 };
                 start_messaging(&shard, stream, session, response, leftover).await
             }

@@ -25,8 +25,9 @@ pub struct Session {
     pub user: String,
     /// The `resume` token, when given.
     pub resume: Option<String>,
-    /// What the JWT grants (`--auth jwt`).
-    pub grant: Option<Grant>,
+    /// What the JWT grants (`--auth jwt`); boxed, as the session rides in
+    /// every connection task's future.
+    pub grant: Option<Box<Grant>>,
 }
 
 /// A socket handed to the core that owns its user, after the upgrade request

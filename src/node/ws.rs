@@ -157,7 +157,7 @@ pub fn start(
                 let user: Rc<str> = session.user.into();
                 let conn = shard.new_conn(Some(user.clone()));
                 if let Some(grant) = session.grant {
-                    shard.authorize(&conn, grant);
+                    shard.authorize(&conn, *grant);
                 }
                 // Boxed for the same reason as the frame handler: a one-off.
                 Box::pin(shard.open_session(&conn, user.clone(), session.resume.as_deref())).await;
