@@ -7,10 +7,15 @@
 //! flag: it comes from `SHARDCAST_SECRET` or from the file named by
 //! `--secret-file`.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::auth::{
+    keys::{load_public_keys, KeyError},
+    AllowedOrigins, AuthMode, JwtSettings, JwtVerifier, OriginError, RoomsPolicy,
+};
 
 /// A configuration that could not be loaded.
 #[derive(Debug, Error)]
@@ -36,6 +41,10 @@ pub enum ConfigError {
     Invalid { knob: &'static str, why: String },
     #[error("no random bytes for an ephemeral secret: {0}")]
     Random(String),
+    #[error("jwt-public-key: {0}")]
+    Keys(#[from] KeyError),
+    #[error("allowed-origins: {0}")]
+    Origins(#[from] OriginError),
 }
 
 /// Declares the knobs once and generates from that single list:
@@ -53,6 +62,7 @@ macro_rules! knobs {
         optional:
         $(
             $(#[doc = $odoc:literal])+
+            $(#[arg($($oarg:tt)*)])?
             $oname:ident ($oenv:literal): $oty:ty;
         )+
     ) => {
@@ -66,6 +76,11 @@ macro_rules! knobs {
             /// True when no secret was configured and a random one was made:
             /// tokens then only verify on this process.
             pub secret_is_ephemeral: bool,
+            /// The JWT verifier: `Some` exactly when `auth` is `jwt`. Built
+            /// once, shared read-only by every core.
+            pub jwt: Option<Arc<JwtVerifier>>,
+            /// The parsed `allowed_origins`; `None`: every origin is allowed.
+            pub origins: Option<AllowedOrigins>,
         }
 
         /// One layer of optional settings: flags + environment, or a TOML file.
@@ -82,6 +97,7 @@ macro_rules! knobs {
             $(
                 $(#[doc = $odoc])+
                 #[arg(long, env = $oenv)]
+                $(#[arg($($oarg)*)])?
                 #[serde(default)]
                 pub $oname: Option<$oty>,
             )+
@@ -95,6 +111,8 @@ macro_rules! knobs {
                     $( $oname: self.$oname.or(file.$oname), )+
                     secret: Vec::new(),
                     secret_is_ephemeral: false,
+                    jwt: None,
+                    origins: None,
                 }
             }
         }
@@ -177,6 +195,14 @@ knobs! {
     redis_breaker_failures ("SHARDCAST_REDIS_BREAKER_FAILURES"): u32 = 3;
     /// Redis: milliseconds between probes while the breaker is open. [default: 1000]
     redis_breaker_open_ms ("SHARDCAST_REDIS_BREAKER_OPEN_MS"): u64 = 1000;
+    /// How `/ws` upgrades are authenticated: `none` trusts `userId` (development),
+    /// `jwt` requires a token whose `sub` is the user. [default: none]
+    auth ("SHARDCAST_AUTH"): AuthMode = AuthMode::None;
+    /// Clock skew allowed on a JWT's `exp` and `nbf`, in seconds. [default: 30]
+    jwt_leeway_secs ("SHARDCAST_JWT_LEEWAY_SECS"): u64 = 30;
+    /// Who decides rooms and sends: `open` (everyone may do everything) or
+    /// `claims` (the JWT's `rooms`/`send` claims; needs `--auth jwt`). [default: open]
+    rooms_policy ("SHARDCAST_ROOMS_POLICY"): RoomsPolicy = RoomsPolicy::Open;
 optional:
     /// Kafka brokers for cross-node delivery; absent: in-process relay.
     kafka ("SHARDCAST_KAFKA"): String;
@@ -185,6 +211,19 @@ optional:
     redis ("SHARDCAST_REDIS"): String;
     /// Control-plane URL; absent: a standalone node owning every user.
     control ("SHARDCAST_CONTROL"): String;
+    /// JWT public keys (RS256 RSA, ES256 P-256) in PEM: files or directories of
+    /// `*.pem`, repeatable or comma-separated; a key's `kid` is its file name
+    /// without `.pem`.
+    #[arg(value_delimiter = ',')]
+    jwt_public_key ("SHARDCAST_JWT_PUBLIC_KEY"): Vec<PathBuf>;
+    /// Required `iss` of every JWT; absent: not checked.
+    jwt_issuer ("SHARDCAST_JWT_ISSUER"): String;
+    /// Required member of every JWT's `aud`; absent: not checked.
+    jwt_audience ("SHARDCAST_JWT_AUDIENCE"): String;
+    /// Origins a browser upgrade may come from: exact (`https://app.example.com`)
+    /// or wildcards (`*.example.com`), comma-separated; absent: every origin.
+    #[arg(value_delimiter = ',')]
+    allowed_origins ("SHARDCAST_ALLOWED_ORIGINS"): Vec<String>;
 }
 
 /// How log lines are written.
@@ -213,6 +252,10 @@ pub struct NodeArgs {
     /// A file holding the cluster secret (else `SHARDCAST_SECRET`).
     #[arg(long, env = "SHARDCAST_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// A file holding the HS256 JWT secret (else `SHARDCAST_JWT_SECRET`; else
+    /// the cluster secret when no `--jwt-public-key` is given).
+    #[arg(long, env = "SHARDCAST_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: Overrides,
 }
@@ -235,32 +278,48 @@ impl NodeArgs {
             }
         };
         let mut config = self.overrides.merge(file);
-        let secret = match (&self.secret_file, std::env::var_os("SHARDCAST_SECRET")) {
-            (Some(path), _) => std::fs::read(path)
-                .map(|mut s| {
-                    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                        s.pop();
-                    }
-                    s
-                })
-                .map_err(|source| ConfigError::ReadSecret {
-                    path: path.clone(),
-                    source,
-                })?,
-            (None, Some(s)) => s.into_encoded_bytes(),
-            (None, None) => Vec::new(),
-        };
+        let secret = read_secret(self.secret_file.as_deref(), "SHARDCAST_SECRET")?;
         if secret.is_empty() {
             config.secret = random_bytes::<32>()?.to_vec();
             config.secret_is_ephemeral = true;
-        } else if secret.len() < 16 {
-            return Err(ConfigError::ShortSecret);
         } else {
             config.secret = secret;
         }
+        let jwt_secret = read_secret(self.jwt_secret_file.as_deref(), "SHARDCAST_JWT_SECRET")?;
         config.check()?;
+        config.origins = match &config.allowed_origins {
+            Some(list) if !list.is_empty() => Some(AllowedOrigins::parse(list)?),
+            _ => None,
+        };
+        if config.auth == AuthMode::Jwt {
+            config.jwt = Some(Arc::new(config.jwt_verifier(jwt_secret)?));
+        }
         Ok(config)
     }
+}
+
+/// The secret in `file` (trailing white space dropped), else in the
+/// environment variable `env`, else empty; one given must be 16+ bytes.
+fn read_secret(file: Option<&std::path::Path>, env: &str) -> Result<Vec<u8>, ConfigError> {
+    let secret = match (file, std::env::var_os(env)) {
+        (Some(path), _) => std::fs::read(path)
+            .map(|mut s| {
+                while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    s.pop();
+                }
+                s
+            })
+            .map_err(|source| ConfigError::ReadSecret {
+                path: path.to_owned(),
+                source,
+            })?,
+        (None, Some(s)) => s.into_encoded_bytes(),
+        (None, None) => Vec::new(),
+    };
+    if !secret.is_empty() && secret.len() < 16 {
+        return Err(ConfigError::ShortSecret);
+    }
+    Ok(secret)
 }
 
 impl Config {
@@ -296,6 +355,9 @@ impl Config {
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return invalid("idle-timeout-secs", "must exceed ping-interval-secs");
         }
+        if self.rooms_policy == RoomsPolicy::Claims && self.auth != AuthMode::Jwt {
+            return invalid("rooms-policy", "`claims` needs `--auth jwt`");
+        }
         for (knob, value) in [("kafka", &self.kafka), ("control", &self.control)] {
             if value.is_some() {
                 return invalid(
@@ -305,6 +367,36 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The JWT verifier of this configuration. HS256 uses `jwt_secret`, else
+    /// the cluster secret when no public key is configured (an operator who
+    /// configured public keys did not ask for HMAC tokens); RS256/ES256 use
+    /// the public keys.
+    fn jwt_verifier(&self, jwt_secret: Vec<u8>) -> Result<JwtVerifier, ConfigError> {
+        let public_keys = load_public_keys(self.jwt_public_key.as_deref().unwrap_or_default())?;
+        let hs256_secret = if !jwt_secret.is_empty() {
+            Some(jwt_secret)
+        } else if public_keys.is_empty() && !self.secret_is_ephemeral {
+            Some(self.secret.clone())
+        } else {
+            None
+        };
+        if hs256_secret.is_none() && public_keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                knob: "auth",
+                why: "`jwt` needs a key: SHARDCAST_JWT_SECRET, --jwt-secret-file, the cluster \
+                      secret (SHARDCAST_SECRET, --secret-file) or --jwt-public-key"
+                    .to_owned(),
+            });
+        }
+        Ok(JwtVerifier::new(JwtSettings {
+            hs256_secret,
+            public_keys,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: self.jwt_leeway_secs,
+        }))
     }
 
     /// The number of executors to start.
@@ -363,6 +455,56 @@ mod tests {
         let args = NodeArgs::parse_from(["shardcast-node", "--config", file.to_str().unwrap()]);
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("corez"), "{err}");
+    }
+
+    #[test]
+    fn auth_knobs_parse_lists_and_build_the_verifier() {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/public");
+        let args = NodeArgs::parse_from([
+            "shardcast-node",
+            "--auth",
+            "jwt",
+            "--jwt-public-key",
+            keys,
+            "--allowed-origins",
+            "https://a.example,*.example.org",
+            "--rooms-policy",
+            "claims",
+        ]);
+        let c = args.resolve().unwrap();
+        assert_eq!(c.allowed_origins.as_ref().map(Vec::len), Some(2));
+        assert!(c.origins.as_ref().unwrap().allows("https://x.example.org"));
+        let jwt = c.jwt.as_ref().expect("a verifier with --auth jwt");
+        // Public keys given and no JWT secret: HS256 stays off.
+        assert_eq!(jwt.algorithms(), ["RS256", "ES256"]);
+        assert_eq!(jwt.key_ids(), ["es-a", "es-b", "rs-a"]);
+        assert_eq!(c.rooms_policy, RoomsPolicy::Claims);
+        let none = NodeArgs::parse_from(["shardcast-node"]).resolve().unwrap();
+        assert!(none.jwt.is_none() && none.origins.is_none());
+        assert_eq!(none.auth, AuthMode::None);
+    }
+
+    #[test]
+    fn auth_refuses_what_it_cannot_run_with() {
+        let bad_key = NodeArgs::parse_from([
+            "shardcast-node",
+            "--auth",
+            "jwt",
+            "--jwt-public-key",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ]);
+        assert!(matches!(bad_key.resolve(), Err(ConfigError::Keys(_))));
+        let claims = NodeArgs::parse_from(["shardcast-node", "--rooms-policy", "claims"]);
+        assert!(matches!(
+            claims.resolve(),
+            Err(ConfigError::Invalid {
+                knob: "rooms-policy",
+                ..
+            })
+        ));
+        let origins =
+            NodeArgs::parse_from(["shardcast-node", "--allowed-origins", "no-scheme.com"]);
+        assert!(matches!(origins.resolve(), Err(ConfigError::Origins(_))));
     }
 
     #[test]

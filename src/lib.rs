@@ -6,6 +6,8 @@
 //! - [`protocol`]: protocol v1 — envelopes, names, wildcard patterns, frames (pure).
 //! - [`ring`]: weighted rendezvous over a fixed skeleton of slots: user → node (pure).
 //! - [`token`]: HMAC-signed resume tokens.
+//! - [`auth`]: JWTs at the upgrade and in `refresh`, allowed origins, room
+//!   permissions from claims (pure).
 //! - [`store`]: per-user offsets and buffers (in-memory now; Redis next).
 //! - [`node`]: the socket node — cores, accept and hand-off, sessions,
 //!   routing, rooms, housekeeping and drain.
@@ -19,6 +21,7 @@
 //! cluster invariants) is kept outside the repository, in the team's shared
 //! design folder (`shared/design/ARCHITECTURE.md`).
 
+pub mod auth;
 pub mod config;
 pub mod harness;
 pub mod metrics;

@@ -16,6 +16,8 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+use crate::auth::AuthReason;
+
 /// Why a message was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -106,6 +108,7 @@ pub struct CoreMetrics {
     messages: [AtomicU64; 2],
     drops: [AtomicU64; 4],
     rejected: [AtomicU64; 4],
+    auth_failures: [AtomicU64; AuthReason::ALL.len()],
     reconnects: AtomicU64,
     queued: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
@@ -147,6 +150,11 @@ impl CoreMetrics {
     /// A handshake was refused with 503.
     pub fn rejected(&self, why: Rejection) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// An upgrade (401/403) or a `refresh` was refused for `reason`.
+    pub fn auth_failure(&self, reason: AuthReason) {
+        self.auth_failures[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// A client resumed with a valid token.
@@ -312,6 +320,20 @@ impl Metrics {
             );
         }
 
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_auth_failures_total Upgrades refused with 401/403 and refreshes refused, by reason."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_auth_failures_total counter");
+        for reason in AuthReason::ALL {
+            let n = self.sum(|c| &c.auth_failures[reason as usize]);
+            let _ = writeln!(
+                w,
+                "rtc_socket_auth_failures_total{{reason=\"{}\"}} {n}",
+                reason.as_str()
+            );
+        }
+
         render_histogram(
             w,
             "rtc_socket_latency_seconds",
@@ -410,6 +432,8 @@ mod tests {
         m.cores[1].connection_opened();
         m.cores[1].message(Path::Core);
         m.cores[0].drop(DropReason::BufferFull);
+        m.cores[1].auth_failure(AuthReason::Expired);
+        m.cores[0].auth_failure(AuthReason::Expired);
         let mut h = latency_histogram();
         h.record(300).unwrap();
         m.cores[1].publish_latency(&h);
@@ -420,5 +444,7 @@ mod tests {
         assert!(text.contains("rtc_socket_latency_seconds_bucket{le=\"0.00025\"} 0\n"));
         assert!(text.contains("rtc_socket_latency_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("rtc_socket_latency_seconds_count 1\n"));
+        assert!(text.contains("rtc_socket_auth_failures_total{reason=\"expired\"} 2\n"));
+        assert!(text.contains("rtc_socket_auth_failures_total{reason=\"bad_signature\"} 0\n"));
     }
 }

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardcast::node::http::{parse_head, query_value, target, Head, Target};
+use shardcast::node::http::{parse_head, query_value, target, Gate, Head, Target};
 use shardcast::protocol::valid_user_id;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = query_value(query, "resume");
     }
     for echo in [false, true] {
-        match target(&request, echo) {
+        let gate = Gate {
+            echo,
+            ..Gate::default()
+        };
+        match target(&request, &gate, 1_800_000_000) {
             Ok(Target::Messaging { user, response, .. }) => {
                 assert!(valid_user_id(&user), "{user:?}");
                 assert!(response.starts_with(b"HTTP/1.1 101"));

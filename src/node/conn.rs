@@ -18,6 +18,7 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
+    auth::Permissions,
     protocol::{server, CloseCode, ErrorCode, RoomPattern},
     store::StoredMessage,
 };
@@ -68,6 +69,10 @@ pub struct Conn {
     pub subscriptions: RefCell<Vec<RoomPattern>>,
     pub messages_bucket: TokenBucket,
     pub joins_bucket: TokenBucket,
+    /// Unix second of the JWT's `exp` (`--auth jwt`); 0: never expires.
+    pub expires_at: Cell<u64>,
+    /// What the JWT's claims allow (`--rooms-policy claims`); `None`: open.
+    pub permissions: RefCell<Option<Box<Permissions>>>,
 }
 
 impl Conn {
@@ -93,6 +98,8 @@ impl Conn {
             subscriptions: RefCell::default(),
             messages_bucket: TokenBucket::full(limits.messages, t),
             joins_bucket: TokenBucket::full(limits.joins, t),
+            expires_at: Cell::new(0),
+            permissions: RefCell::new(None),
         }
     }
 

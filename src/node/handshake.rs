@@ -22,9 +22,9 @@ use tungstenite::handshake::server::Request;
 use crate::metrics::Rejection;
 
 use super::{
-    http::{self, http_response, text_response, Head, Target},
-    mesh::Handoff,
-    shard::{Owner, Shard},
+    http::{self, http_response, text_response, Gate, Head, Target},
+    mesh::{Handoff, Session},
+    shard::{unix_now, Owner, Shard},
     ws::{self, Upgrade},
 };
 
@@ -109,9 +109,20 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         Err(Some(response)) => return reply(stream, response).await,
         Err(None) => return,
     };
-    let target = match http::target(&req, shard.config().echo) {
+    let config = shard.config();
+    let gate = Gate {
+        echo: config.echo,
+        jwt: config.jwt.as_deref(),
+        origins: config.origins.as_ref(),
+    };
+    let target = match http::target(&req, &gate, unix_now()) {
         Ok(t) => t,
-        Err(response) => return reply(stream, response).await,
+        Err(refusal) => {
+            if let Some(reason) = refusal.reason {
+                shard.counters().auth_failure(reason);
+            }
+            return reply(stream, refusal.response).await;
+        }
     };
     match target {
         Target::Health => reply(stream, health(&shard)).await,
@@ -123,8 +134,16 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             user,
             resume,
             response,
+            grant,
         } => match admit(&shard) {
-            Ok(()) => start_messaging(&shard, stream, user, resume, response, leftover).await,
+            Ok(()) => {
+                let session = Session {
+                    user,
+                    resume,
+                    grant: grant.map(Box::new),
+                };
+                start_messaging(&shard, stream, session, response, leftover).await
+            }
             Err(refusal) => reply(stream, refusal).await,
         },
     }
@@ -150,17 +169,13 @@ fn admit(shard: &Shard) -> Result<(), Vec<u8>> {
 async fn start_messaging(
     shard: &Rc<Shard>,
     stream: TcpStream,
-    user: String,
-    resume: Option<String>,
+    session: Session,
     response: Vec<u8>,
     leftover: Vec<u8>,
 ) {
-    let core = match shard.owner(&user) {
+    let core = match shard.owner(&session.user) {
         Owner::Here => {
-            let upgrade = Upgrade::Messaging {
-                user: user.into(),
-                resume,
-            };
+            let upgrade = Upgrade::Messaging(session);
             return ws::start(shard, stream, upgrade, response, leftover);
         }
         Owner::Core(core) => core,
@@ -179,8 +194,7 @@ async fn start_messaging(
         core,
         Handoff {
             fd,
-            user,
-            resume,
+            session,
             response,
             leftover,
         },

@@ -15,19 +15,28 @@ use std::{cell::RefCell, os::fd::OwnedFd, rc::Rc, time::Instant};
 use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
 
-use crate::protocol::ErrorCode;
+use crate::{auth::Grant, protocol::ErrorCode};
 
 use super::notify::Notify;
+
+/// What an accepted `/ws` upgrade asks for: the session to open.
+pub struct Session {
+    /// The user (`userId`, or the JWT's `sub`).
+    pub user: String,
+    /// The `resume` token, when given.
+    pub resume: Option<String>,
+    /// What the JWT grants (`--auth jwt`); boxed, as the session rides in
+    /// every connection task's future.
+    pub grant: Option<Box<Grant>>,
+}
 
 /// A socket handed to the core that owns its user, after the upgrade request
 /// named the user and before the 101 response was written.
 pub struct Handoff {
     /// The accepted socket.
     pub fd: OwnedFd,
-    /// The user named by `userId`.
-    pub user: String,
-    /// The `resume` token, when given.
-    pub resume: Option<String>,
+    /// The session it asks for.
+    pub session: Session,
     /// The 101 response to write first.
     pub response: Vec<u8>,
     /// Bytes read after the upgrade request (the client's first frames).

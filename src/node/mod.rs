@@ -153,6 +153,7 @@ pub fn run(config: Config) -> Result<(), NodeError> {
             "no SHARDCAST_SECRET or --secret-file: resume tokens only verify on this process"
         );
     }
+    log_auth(&config);
     tracing::info!(cores, ws = %ws_addr, metrics = %metrics_addr, node = %config.node_id, "starting");
     // Every core gets its own SO_REUSEPORT listener on the port core 0
     // resolved, bound here so that a failure stops the start-up cleanly.
@@ -219,6 +220,27 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     result?;
     tracing::info!("drained, exiting");
     Ok(())
+}
+
+/// Says at start-up how upgrades are checked, so that an open door is seen.
+fn log_auth(config: &Config) {
+    match &config.jwt {
+        Some(jwt) => tracing::info!(
+            algorithms = ?jwt.algorithms(),
+            kids = ?jwt.key_ids(),
+            rooms_policy = ?config.rooms_policy,
+            "auth: jwt"
+        ),
+        None => tracing::info!("auth: none (--auth none): any client may claim any userId"),
+    }
+    match &config.allowed_origins {
+        Some(list) if !list.is_empty() => {
+            tracing::info!(origins = ?list, "allowed origins")
+        }
+        _ => tracing::info!(
+            "no --allowed-origins: every origin is allowed (browser pages of any site may connect)"
+        ),
+    }
 }
 
 async fn core_main(

@@ -40,17 +40,14 @@ use crate::protocol::{
 
 use super::{
     conn::{Conn, Outbound},
-    mesh::Handoff,
+    mesh::{Handoff, Session},
     shard::Shard,
 };
 
 /// What an upgrade request asked for.
 pub enum Upgrade {
-    /// `/ws?userId=…[&resume=…]`: a protocol v1 session.
-    Messaging {
-        user: Rc<str>,
-        resume: Option<String>,
-    },
+    /// `/ws?userId=…[&resume=…][&token=…]`: a protocol v1 session.
+    Messaging(Session),
     /// `/echo`.
     Echo,
 }
@@ -135,11 +132,13 @@ pub fn adopt(shard: &Rc<Shard>, h: Handoff) {
     // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`;
     // `into_raw_fd` gives up that ownership to the stream.
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    let upgrade = Upgrade::Messaging {
-        user: h.user.into(),
-        resume: h.resume,
-    };
-    start(shard, stream, upgrade, h.response, h.leftover);
+    start(
+        shard,
+        stream,
+        Upgrade::Messaging(h.session),
+        h.response,
+        h.leftover,
+    );
 }
 
 /// Spawns the socket task of a freshly upgraded connection.
@@ -152,11 +151,14 @@ pub fn start(
 ) {
     let (conn, endpoint, resume) = match upgrade {
         Upgrade::Echo => (shard.new_conn(None), Endpoint::Echo, None),
-        Upgrade::Messaging { user, resume } => (
-            shard.new_conn(Some(user.clone())),
-            Endpoint::Messaging(user),
-            resume,
-        ),
+        Upgrade::Messaging(session) => {
+            let user: Rc<str> = session.user.into();
+            let conn = shard.new_conn(Some(user.clone()));
+            if let Some(grant) = session.grant {
+                shard.authorize(&conn, *grant);
+            }
+            (conn, Endpoint::Messaging(user), session.resume)
+        }
     };
     let io = Io {
         rx: leftover,

@@ -52,6 +52,13 @@ pub enum ClientEnvelope<'a> {
         id: Cow<'a, str>,
         data: &'a RawValue,
     },
+    /// `{"type":"refresh","token":…[,"id":…]}`: a new JWT for this
+    /// connection (`--auth jwt`), sent before the current one expires;
+    /// acked when it carries an `id`.
+    Refresh {
+        token: Cow<'a, str>,
+        id: Option<Cow<'a, str>>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -66,6 +73,8 @@ struct RawEnvelope<'a> {
     room: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// JSON `null`, for an absent `data` (forwarded as null).
@@ -163,6 +172,18 @@ impl<'a> ClientEnvelope<'a> {
                     data: raw.data.unwrap_or_else(|| null()),
                 })
             }
+            "refresh" => match raw.token.clone() {
+                Some(token) if !token.is_empty() => Ok(ClientEnvelope::Refresh {
+                    token,
+                    id: raw.id.clone(),
+                }),
+                Some(_) => Err(err(
+                    ErrorCode::BadEnvelope,
+                    id,
+                    "refresh: `token` is empty".into(),
+                )),
+                None => Err(missing("token")),
+            },
             other => Err(err(
                 ErrorCode::UnknownType,
                 id,
@@ -175,7 +196,9 @@ impl<'a> ClientEnvelope<'a> {
     pub fn id(&self) -> Option<&str> {
         match self {
             ClientEnvelope::Send { id, .. } | ClientEnvelope::Publish { id, .. } => Some(id),
-            ClientEnvelope::Join { id, .. } | ClientEnvelope::Leave { id, .. } => id.as_deref(),
+            ClientEnvelope::Join { id, .. }
+            | ClientEnvelope::Leave { id, .. }
+            | ClientEnvelope::Refresh { id, .. } => id.as_deref(),
         }
     }
 
@@ -193,6 +216,7 @@ impl<'a> ClientEnvelope<'a> {
             ClientEnvelope::Publish { room, id, data } => {
                 encode_publish(out, room.as_str(), id, data)
             }
+            ClientEnvelope::Refresh { token, id } => encode_refresh(out, token, id.as_deref()),
         }
     }
 }
@@ -216,6 +240,17 @@ pub fn encode_publish(out: &mut Vec<u8>, room: &str, id: &str, data: &RawValue) 
     json_str(out, id);
     out.extend_from_slice(br#","data":"#);
     out.extend_from_slice(data.get().as_bytes());
+    out.push(b'}');
+}
+
+/// Appends a `refresh` envelope.
+pub fn encode_refresh(out: &mut Vec<u8>, token: &str, id: Option<&str>) {
+    out.extend_from_slice(br#"{"type":"refresh","token":"#);
+    json_str(out, token);
+    if let Some(id) = id {
+        out.extend_from_slice(br#","id":"#);
+        json_str(out, id);
+    }
     out.push(b'}');
 }
 
@@ -280,6 +315,23 @@ mod tests {
             parse(r#"{"type":"publish","room":"chat.lobby","id":"m2","data":1}"#),
             Ok(ClientEnvelope::Publish { .. })
         ));
+    }
+
+    #[test]
+    fn refresh_parses_and_needs_a_token() {
+        assert!(matches!(
+            parse(r#"{"type":"refresh","token":"a.b.c","id":"r1"}"#),
+            Ok(ClientEnvelope::Refresh { token, id: Some(id) }) if token == "a.b.c" && id == "r1"
+        ));
+        assert_eq!(code(r#"{"type":"refresh"}"#), ErrorCode::BadEnvelope);
+        assert_eq!(
+            code(r#"{"type":"refresh","token":""}"#),
+            ErrorCode::BadEnvelope
+        );
+        assert_eq!(
+            code(r#"{"type":"refresh","token":7}"#),
+            ErrorCode::BadEnvelope
+        );
     }
 
     #[test]

@@ -34,11 +34,17 @@ pub enum ErrorCode {
     TokenExpired,
     /// The `resume` token was issued to another user.
     TokenWrongUser,
+    /// The token's claims do not allow this `join`, `publish` or `send`
+    /// (`--rooms-policy claims`).
+    Forbidden,
+    /// A `refresh` token was refused (the message says why); the connection
+    /// keeps its current token until that one expires.
+    RefreshRefused,
 }
 
 impl ErrorCode {
     /// Every code, in the order of docs/protocol.md.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadJson,
         ErrorCode::BadEnvelope,
         ErrorCode::UnknownType,
@@ -52,6 +58,8 @@ impl ErrorCode {
         ErrorCode::TokenForged,
         ErrorCode::TokenExpired,
         ErrorCode::TokenWrongUser,
+        ErrorCode::Forbidden,
+        ErrorCode::RefreshRefused,
     ];
 
     /// The code as it appears on the wire.
@@ -70,6 +78,8 @@ impl ErrorCode {
             ErrorCode::TokenForged => "token_forged",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TokenWrongUser => "token_wrong_user",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RefreshRefused => "refresh_refused",
         }
     }
 
@@ -105,11 +115,13 @@ pub enum CloseCode {
     Draining,
     /// 4001: the same user connected again; the newest connection wins.
     Replaced,
+    /// 4003: the connection's JWT expired and no valid `refresh` came.
+    TokenExpired,
 }
 
 impl CloseCode {
     /// Every close code, in numeric order.
-    pub const ALL: [CloseCode; 8] = [
+    pub const ALL: [CloseCode; 9] = [
         CloseCode::IdleTimeout,
         CloseCode::ProtocolError,
         CloseCode::InvalidUtf8,
@@ -118,6 +130,7 @@ impl CloseCode {
         CloseCode::StoreFailed,
         CloseCode::Draining,
         CloseCode::Replaced,
+        CloseCode::TokenExpired,
     ];
 
     /// The number in the close frame.
@@ -131,6 +144,7 @@ impl CloseCode {
             CloseCode::StoreFailed => 1011,
             CloseCode::Draining => 1012,
             CloseCode::Replaced => 4001,
+            CloseCode::TokenExpired => 4003,
         }
     }
 
@@ -145,6 +159,7 @@ impl CloseCode {
             CloseCode::StoreFailed => "store unavailable",
             CloseCode::Draining => "node draining",
             CloseCode::Replaced => "replaced by a newer connection",
+            CloseCode::TokenExpired => "token expired",
         }
     }
 

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{ClientEnvelope, CloseCode, ErrorCode, ServerEnvelope};
-use crate::token::ResumeToken;
+use crate::{auth::AuthReason, token::ResumeToken};
 
 fn load(text: &str) -> Value {
     serde_json::from_str(text).expect("vector file is JSON")
@@ -85,6 +85,15 @@ fn code_tables_match_the_vectors() {
         .map(|c| (u64::from(c.code()), c.reason()))
         .collect();
     assert_eq!(close, ours);
+    let auth: Vec<(&str, u64)> = cases(&doc, "auth")
+        .iter()
+        .map(|c| (c["error"].as_str().unwrap(), c["status"].as_u64().unwrap()))
+        .collect();
+    let ours: Vec<(&str, u64)> = AuthReason::ALL
+        .iter()
+        .map(|r| (r.as_str(), r.status()[..3].parse().unwrap()))
+        .collect();
+    assert_eq!(auth, ours);
 }
 
 #[test]

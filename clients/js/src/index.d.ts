@@ -120,6 +120,7 @@ export const CLOSE_CODES: Readonly<{
   STORE_FAILED: 1011;
   DRAINING: 1012;
   REPLACED: 4001;
+  TOKEN_EXPIRED: 4003;
 }>;
 export const CLOSE_NORMAL: 1000;
 export const MAX_ID_BYTES: 128;
@@ -138,6 +139,7 @@ export function encodeSend(to: string, id: string, data?: unknown): string;
 export function encodePublish(room: string, id: string, data?: unknown): string;
 export function encodeJoin(room: string, id?: string): string;
 export function encodeLeave(room: string, id?: string): string;
+export function encodeRefresh(token: string, id?: string): string;
 export function isUserId(s: unknown): boolean;
 export function isRoom(s: unknown): boolean;
 export function isPattern(s: unknown): boolean;

@@ -11,6 +11,7 @@ export {
   decode,
   encodeJoin,
   encodeLeave,
+  encodeRefresh,
   encodePublish,
   encodeSend,
   isId,

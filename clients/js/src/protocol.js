@@ -16,6 +16,8 @@ export const ERROR_CODES = Object.freeze([
   'token_forged',
   'token_expired',
   'token_wrong_user',
+  'forbidden',
+  'refresh_refused',
 ]);
 
 /** Codes the SDK itself uses when it rejects a promise (never sent by a node). */
@@ -31,6 +33,7 @@ export const CLOSE_CODES = Object.freeze({
   STORE_FAILED: 1011,
   DRAINING: 1012,
   REPLACED: 4001,
+  TOKEN_EXPIRED: 4003,
 });
 
 /** Close code the client uses for an explicit `disconnect()`. */
@@ -90,6 +93,13 @@ export function encodeJoin(room, id) {
   return id === undefined
     ? `{"type":"join","room":${json(room)}}`
     : `{"type":"join","room":${json(room)},"id":${json(id)}}`;
+}
+
+/** `{"type":"refresh","token":…[,"id":…]}`: a new JWT before the current one expires. */
+export function encodeRefresh(token, id) {
+  return id === undefined
+    ? `{"type":"refresh","token":${json(token)}}`
+    : `{"type":"refresh","token":${json(token)},"id":${json(id)}}`;
 }
 
 /** `{"type":"leave","room":…[,"id":…]}` */

@@ -1,9 +1,9 @@
 //! The core's periodic work and the drain.
 //!
 //! Every 100 ms the tick advances the core clock and notices the node-wide
-//! drain flag; once a second it pings quiet connections, closes idle ones,
-//! ends connections past their deadline, expires store entries and
-//! publishes metric snapshots. A drain stops accepting, asks every
+//! drain flag; once a second it pings quiet connections, closes idle ones
+//! and those whose JWT expired (4003), ends connections past their
+//! deadline, expires store entries and publishes metric snapshots. A drain stops accepting, asks every
 //! connection to reconnect elsewhere (a `reconnect` envelope, then 1012),
 //! and gives clients `--drain-timeout-secs` to leave.
 
@@ -13,7 +13,7 @@ use crate::{protocol::CloseCode, store::Store};
 
 use super::{
     super::conn::{Conn, Outbound},
-    Shard,
+    unix_now, Shard,
 };
 
 /// How many 100 ms ticks make the once-a-second work.
@@ -40,11 +40,14 @@ impl Shard {
             self.config.idle_timeout_secs as u32,
         );
         let mut queued = 0;
+        let unix = unix_now();
         for conn in self.conns.borrow().values() {
             queued += conn.queued();
             let silent = now.saturating_sub(conn.last_seen.get());
             if conn.deadline.get().is_some_and(|d| now >= d) {
                 conn.wake();
+            } else if self.close_if_expired(conn, unix) {
+                conn.deadline.set(Some(now + CLOSE_GRACE_SECS));
             } else if silent >= idle {
                 conn.request_close(CloseCode::IdleTimeout);
                 conn.deadline.set(Some(now + CLOSE_GRACE_SECS));

@@ -9,11 +9,13 @@
 //! The shard is split by concept: this file holds its state, admission and
 //! the connection registry; [`session`] opens sessions (tokens, replay);
 //! [`route`] decides where every envelope goes; [`deliver`] makes direct
-//! messages to this core's users durable, in pipelined batches;
+//! messages to this core's users durable, in pipelined batches; [`auth`]
+//! keeps each connection's token grant (refresh, permissions, expiry);
 //! [`housekeeping`] runs the periodic tick and the drain.
 //!
 //! [`CoreMsg`]: super::mesh::CoreMsg
 
+mod auth;
 mod deliver;
 mod housekeeping;
 mod route;

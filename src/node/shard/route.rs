@@ -74,6 +74,9 @@ impl Shard {
                 if !conn.messages_bucket.take(self.limits.messages, ingress) {
                     return self.rate_limited(conn, Some(&id));
                 }
+                if !self.permits(conn, |p| p.send) {
+                    return self.forbidden(conn, Some(&id), "the token does not allow `send`");
+                }
                 match self.owner(&to) {
                     Owner::Here => {
                         self.counters().message(Path::Local);
@@ -107,6 +110,11 @@ impl Shard {
                 if !conn.joins_bucket.take(self.limits.joins, ingress) {
                     return self.rate_limited(conn, id.as_deref());
                 }
+                if !self.permits(conn, |p| p.may_join(&pattern)) {
+                    let message =
+                        format!("the token does not allow joining `{}`", pattern.as_str());
+                    return self.forbidden(conn, id.as_deref(), &message);
+                }
                 if let Err(max) = self.subscribe(conn, pattern) {
                     return conn.push_error(
                         ErrorCode::TooManySubscriptions,
@@ -132,6 +140,11 @@ impl Shard {
                 if !conn.messages_bucket.take(self.limits.messages, ingress) {
                     return self.rate_limited(conn, Some(&id));
                 }
+                if !self.permits(conn, |p| p.may_publish(&room)) {
+                    let message =
+                        format!("the token does not allow publishing to `{}`", room.as_str());
+                    return self.forbidden(conn, Some(&id), &message);
+                }
                 let mut out = Vec::with_capacity(64 + data.get().len());
                 server::encode_room(&mut out, room.as_str(), user, &id, data.get());
                 let envelope = Bytes::from(out);
@@ -147,6 +160,14 @@ impl Shard {
                 }
                 self.publish_local(room.as_str(), envelope, ingress);
                 conn.push_ack(&id);
+            }
+            ClientEnvelope::Refresh { token, id } => {
+                // Verifying a signature costs tens of microseconds: refreshes
+                // share the join/leave bucket.
+                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                    return self.rate_limited(conn, id.as_deref());
+                }
+                self.refresh(conn, user, &token, id.as_deref());
             }
         }
     }

@@ -15,6 +15,7 @@ import {
   decode,
   encodeJoin,
   encodeLeave,
+  encodeRefresh,
   encodePublish,
   encodeSend,
   isId,
@@ -58,6 +59,7 @@ test('client envelopes: the encoders write exactly the valid texts', { skip }, (
     publish: (e) => encodePublish(e.room, e.id, e.data),
     join: (e) => encodeJoin(e.room, e.id),
     leave: (e) => encodeLeave(e.room, e.id),
+    refresh: (e) => encodeRefresh(e.token, e.id),
   };
   for (const v of valid) {
     assert.ok(encode[v.envelope.type], `${v.name}: an encoder for ${v.envelope.type}`);
