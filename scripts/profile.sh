@@ -25,6 +25,7 @@ DUR=${DUR:-10}
 RECORD=${RECORD:-$((DUR > 6 ? DUR - 4 : DUR))}
 CORES=${CORES:-2}
 CALLGRAPH=${CALLGRAPH:-dwarf}
+NODE_ARGS=${NODE_ARGS:-}
 FREQ=${FREQ:-999}
 NAME=${NAME:-$SCENARIO-r$RATE-c$CORES}
 OUT=${OUT:-target/profile/$NAME}
@@ -36,7 +37,8 @@ need jq "apt-get install -y jq"
 need inferno-collapse-perf "cargo install inferno"
 need inferno-flamegraph "cargo install inferno"
 
-cargo build --release --bin shardcast-node -p loadgen >&2
+cargo build --release --bin shardcast-node >&2
+cargo build --release -p loadgen >&2
 TARGET=${CARGO_TARGET_DIR:-target}
 NODE_BIN=$TARGET/release/shardcast-node
 LOADGEN=$TARGET/release/loadgen
@@ -67,7 +69,10 @@ perf record -e cpu-clock -F "$FREQ" --call-graph "$CALLGRAPH" -p "$NODE" -o "$OU
 PERF=$!
 EVENTS=context-switches
 for s in io_uring_enter membarrier sendto recvfrom epoll_wait futex; do
-  if perf list 2>/dev/null | grep -q "syscalls:sys_enter_$s "; then EVENTS="$EVENTS,syscalls:sys_enter_$s"; fi
+  # grep -c reads all of perf's output (grep -q would SIGPIPE it under pipefail).
+  if [ "$(perf list "syscalls:sys_enter_$s" 2>/dev/null | grep -c "sys_enter_$s")" -gt 0 ]; then
+    EVENTS="$EVENTS,syscalls:sys_enter_$s"
+  fi
 done
 perf stat -e "$EVENTS" -p "$NODE" -x, -o "$OUT/perf-stat.csv" -- sleep "$RECORD" 2>/dev/null || true
 wait "$PERF" || true
