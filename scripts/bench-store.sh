@@ -42,29 +42,9 @@ need python3
 need redis-server
 need redis-cli
 
-NODE_BIN=${NODE_BIN:-$PWD/target/release/shardcast-node}
-LOADGEN=${LOADGEN:-$PWD/target/release/loadgen}
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  need cargo
-  say "building shardcast-node and loadgen (release)"
-  cargo build --release -p shardcast --bin shardcast-node >&2
-  cargo build --release -p loadgen >&2
-fi
+build_release
 trap cleanup EXIT
-
-REDIS_PORT=$(free_port)
-mkdir -p "$OUT/redis"
-say "redis-server on 127.0.0.1:$REDIS_PORT"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --daemonize no --dir "$OUT/redis" >"$OUT/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for _ in $(seq 100); do
-  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+start_redis
 
 SHARDCAST_SECRET=$(head -c 24 /dev/urandom | base64)
 export SHARDCAST_SECRET

@@ -81,3 +81,35 @@ node_messages() {
 machine() {
   echo "$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 }
+
+# Builds the release node and loadgen into NODE_BIN/LOADGEN (skipped with
+# SKIP_BUILD=1, the binaries then come from elsewhere).
+build_release() {
+  NODE_BIN=${NODE_BIN:-$PWD/target/release/shardcast-node}
+  LOADGEN=${LOADGEN:-$PWD/target/release/loadgen}
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    need cargo
+    say "building shardcast-node and loadgen (release)"
+    cargo build --release -p shardcast --bin shardcast-node >&2
+    cargo build --release -p loadgen >&2
+  fi
+}
+
+# Starts a redis-server of the run's own (no persistence, under $OUT/redis)
+# on a free loopback port and waits until it answers; sets REDIS_PORT,
+# REDIS_PID, REDIS_URL and adds it to PIDS for cleanup.
+start_redis() {
+  REDIS_PORT=$(free_port)
+  mkdir -p "$OUT/redis"
+  say "redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize no --dir "$OUT/redis" >"$OUT/redis.log" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 100); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+}
