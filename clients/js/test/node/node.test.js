@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 
 import { Client, DefaultWebSocket } from '../../src/node.js';
-import { NodeUnderTest } from '../harness.js';
+import { DURABLE, NodeUnderTest } from '../harness.js';
 
 const node = new NodeUnderTest();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -177,7 +177,7 @@ test('a send without ack is rejected with timeout (node frozen), and disconnect(
 // token names an offset the new store never reached. The node then replays
 // everything the new store buffered (offsets 1, 2, ...), not what comes after
 // the token's offset (this test found the node doing the latter).
-test('server: a token from the previous process does not hide what the new in-memory store buffered', async () => {
+test('server: a token from the previous process does not hide what the store buffered since', async () => {
   const same = new NodeUnderTest();
   same.sameSecret = true;
   await same.start();
@@ -202,7 +202,10 @@ test('server: a token from the previous process does not hide what the new in-me
     bob.connect();
     const w = await back;
     assert.equal(w.resumed, true);
-    assert.equal(w.offset, 0, 'a token past the store\'s last offset replays everything buffered');
+    // In memory the new store never reached offset 3: everything it holds
+    // is replayed. A durable store (Redis) still has offsets 1..3, so the
+    // token's offset holds and four, five come after it.
+    assert.equal(w.offset, DURABLE ? 3 : 0, 'the replay starts where the store\'s history allows');
     await sleep(300);
     assert.deepEqual(got, ['one', 'two', 'three', 'four', 'five']);
   } finally {
