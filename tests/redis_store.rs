@@ -291,6 +291,24 @@ fn redis_killed_while_serving_gives_unavailable_and_recovers_when_it_returns() {
         other => panic!("carol got in: {:?}", other.map(|_| ())),
     }
     assert!(node.metric("rtc_store_errors_total{kind=\"unreachable\"}") > 0.0);
+    // After --redis-breaker-failures failed reconnects the breaker opens:
+    // sends are refused at once, without a connect attempt each.
+    let t0 = Instant::now();
+    let mut i = 0;
+    while node.metric("rtc_store_errors_total{kind=\"circuit_open\"}") == 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the breaker never opened"
+        );
+        bob.send_direct("alice", &format!("open{i}"), json!(i));
+        let reply = bob.recv();
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("unavailable"))
+        );
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(node.metric("rtc_store_up{core=\"0\"}") == 0.0);
 
     // Redis comes back (empty: no persistence); the node recovers alone.
