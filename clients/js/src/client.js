@@ -9,6 +9,7 @@ import {
   encodeJoin,
   encodeLeave,
   encodePublish,
+  encodeRefresh,
   encodeSend,
   isId,
   isPattern,
@@ -38,6 +39,20 @@ const DEFAULTS = {
   connectTimeout: 10000,
   dedupWindow: 4096,
 };
+
+/** The `exp` claim (unix seconds) of a JWT, or null when it has none. */
+export function jwtExpiry(token) {
+  if (typeof token !== 'string') return null;
+  const part = token.split('.')[1];
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    return Number.isFinite(claims?.exp) ? claims.exp : null;
+  } catch {
+    return null;
+  }
+}
 
 function randomPrefix() {
   const bytes = new Uint8Array(6);
@@ -72,6 +87,7 @@ export class Client {
     this._setTimeout = o.setTimeout ?? ((f, ms) => globalThis.setTimeout(f, ms));
     this._clearTimeout = o.clearTimeout ?? ((t) => globalThis.clearTimeout(t));
     this._random = o.random ?? Math.random;
+    this._now = o.now ?? (() => Date.now());
     this._fetch = o.fetch ?? ((...a) => globalThis.fetch(...a));
     this._listeners = new Map();
     this._ws = null;
@@ -83,6 +99,9 @@ export class Client {
     this._retryAfter = null; // from `reconnect`
     this._redirect = null; // `reconnect.wsUrl`, used for the next attempt
     this._resumed = false; // the current socket carried a resume token
+    this._authToken = null; // the JWT the current socket was opened (or refreshed) with
+    this._refreshTimer = null;
+    this._refreshId = null; // id of the refresh waiting for its ack
     /** id -> {id, kind, text, room, resolve, reject, timer} in send order */
     this._pending = new Map();
     /** Patterns joined (or being joined); rejoined after every reconnect. */
@@ -190,7 +209,42 @@ export class Client {
   _clearTimers() {
     if (this._reconnectTimer !== null) this._clearTimeout(this._reconnectTimer);
     if (this._connectTimer !== null) this._clearTimeout(this._connectTimer);
-    this._reconnectTimer = this._connectTimer = null;
+    if (this._refreshTimer !== null) this._clearTimeout(this._refreshTimer);
+    this._reconnectTimer = this._connectTimer = this._refreshTimer = null;
+    this._refreshId = null;
+  }
+
+  /**
+   * With `getToken`, the JWT is refreshed on the open connection before it
+   * expires (`{"type":"refresh"}`): 30 s before `exp` for a token with more
+   * than a minute left, else at 80 % of what is left (never sooner than 1 s).
+   * Without a refresh the node closes the connection with 4003 after `exp`.
+   */
+  _scheduleRefresh(ws) {
+    if (this._refreshTimer !== null) this._clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    const exp = jwtExpiry(this._authToken);
+    if (!this.options.getToken || exp === null) return;
+    const left = exp * 1000 - this._now();
+    const delay = Math.max(1000, left > 60_000 ? left - 30_000 : left * 0.8);
+    this._refreshTimer = this._setTimeout(() => {
+      this._refreshTimer = null;
+      this._refresh(ws);
+    }, delay);
+  }
+
+  async _refresh(ws) {
+    let token;
+    try {
+      token = await this.options.getToken({ userId: this.userId });
+    } catch (e) {
+      this._emit('error', new ShardcastError('refresh_failed', e?.message ?? String(e)));
+      return;
+    }
+    if (this._ws !== ws || this.state !== 'connected' || !token) return;
+    this._refreshId = this._nextId('r');
+    this._pendingToken = token;
+    this._sendRaw(ws, encodeRefresh(token, this._refreshId));
   }
 
   /** The URL of the next attempt: `reconnect.wsUrl`, the control plane's `wsUrl` or `url`. */
@@ -220,6 +274,7 @@ export class Client {
     u.searchParams.set('userId', this.userId);
     if (resume) u.searchParams.set('resume', resume);
     if (token) u.searchParams.set('token', token);
+    this._authToken = token ?? null;
     return { url: u.toString(), resumed: Boolean(resume) };
   }
 
@@ -317,6 +372,11 @@ export class Client {
       case 'msg':
         return this._onMsg(env);
       case 'ack':
+        if (env.id === this._refreshId) {
+          this._refreshId = null;
+          this._authToken = this._pendingToken;
+          return this._scheduleRefresh(ws);
+        }
         this._rejoins.delete(env.id);
         this._roomOps = this._roomOps.filter((id) => id !== env.id);
         return this._settle(env.id, null);
@@ -343,6 +403,7 @@ export class Client {
     this._rejoins.clear();
     this._roomOps = [];
     this._setState('connected');
+    this._scheduleRefresh(ws);
     // Rooms first (so the resent publishes and what follows are seen), then
     // every unacked request in its original order, with its original id.
     const pendingJoins = new Set();
@@ -387,6 +448,13 @@ export class Client {
   }
 
   _onError(env) {
+    if (env.id !== undefined && env.id === this._refreshId) {
+      // The node keeps the connection until the old token's exp, then
+      // closes it with 4003; the reconnect asks getToken again.
+      this._refreshId = null;
+      this._emit('error', new ShardcastError(env.code, env.message, env.id));
+      return;
+    }
     if (env.id === undefined && ROOM_OP_ERRORS.has(env.code) && this._roomOps.length > 0) {
       env = { ...env, id: this._roomOps.shift() };
     } else if (env.id !== undefined) {

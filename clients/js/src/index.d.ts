@@ -11,7 +11,14 @@ export interface ClientOptions {
   /** A static auth token, passed as `token=` (and as `Authorization: Bearer` to the control plane). */
   token?: string;
   /** Called before each connect; its result is used as the auth token. */
+  /**
+   * Called before every connect for the JWT (`token=`), and again before the
+   * open connection's JWT expires (sent as a `refresh`; the node closes an
+   * unrefreshed connection with 4003 after `exp`).
+   */
   getToken?: (ctx: { userId: string }) => string | undefined | Promise<string | undefined>;
+  /** The clock, unix milliseconds (tests). */
+  now?: () => number;
   /** A resume token stored from an earlier session (e.g. in sessionStorage). */
   resumeToken?: string;
   /** Backoff `t_k = min(maxDelay, minDelay·2^k) + U(0, jitter)`, in ms. Defaults 250, 15000, 500. */
@@ -99,7 +106,7 @@ export class Client {
 }
 
 export class ShardcastError extends Error {
-  /** A node error code (ERROR_CODES), or `timeout`, `disconnected`, `bad_argument`, `connect_failed`, `protocol`. */
+  /** A node error code (ERROR_CODES), or `timeout`, `disconnected`, `bad_argument`, `connect_failed`, `refresh_failed`, `protocol`. */
   readonly code: string;
   readonly id?: string;
 }
@@ -165,3 +172,6 @@ export class Dedup {
 
 /** Node.js entry only: the WebSocket constructor used by default. */
 export const DefaultWebSocket: unknown;
+
+/** The `exp` claim (unix seconds) of a JWT, or null when it has none. */
+export function jwtExpiry(token: string | null | undefined): number | null;

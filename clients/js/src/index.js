@@ -1,6 +1,6 @@
 // shardcast-client: the reference client for protocol v1 (browsers and any
 // runtime with a standard WebSocket). Node.js resolves to ./node.js instead.
-export { Client, ShardcastError } from './client.js';
+export { Client, jwtExpiry, ShardcastError } from './client.js';
 export {
   CLIENT_ERROR_CODES,
   CLOSE_CODES,

@@ -21,7 +21,7 @@ export const ERROR_CODES = Object.freeze([
 ]);
 
 /** Codes the SDK itself uses when it rejects a promise (never sent by a node). */
-export const CLIENT_ERROR_CODES = Object.freeze(['timeout', 'disconnected', 'bad_argument']);
+export const CLIENT_ERROR_CODES = Object.freeze(['timeout', 'disconnected', 'bad_argument', 'connect_failed', 'refresh_failed', 'protocol']);
 
 /** Close codes a node sends (docs/protocol.md, "Close codes"). */
 export const CLOSE_CODES = Object.freeze({

@@ -1,6 +1,7 @@
 // The SDK from Node.js against a real shardcast-node: control plane, resume
 // with replay and dedup, refused tokens, the node's error codes, timeouts.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 
@@ -212,5 +213,51 @@ test('server: a token from the previous process does not hide what the store buf
     alice.disconnect();
     bob.disconnect();
     await same.stop();
+  }
+});
+
+/** An HS256 JWT over `claims` with `secret` (what an app's backend mints). */
+function hs256(claims, secret) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+test('--auth jwt: getToken refreshes the JWT on the open connection, which outlives its first token', { timeout: 30_000 }, async () => {
+  const node = new NodeUnderTest({ extraArgs: ['--auth', 'jwt', '--jwt-leeway-secs', '0'] });
+  await node.start();
+  const now = () => Math.floor(Date.now() / 1000);
+  const aliceId = uid('alice');
+  const bobId = uid('bob');
+  let minted = 0;
+  const alice = new Client({
+    url: node.url,
+    userId: aliceId,
+    // Three seconds each: without a refresh the node closes with 4003.
+    getToken: () => {
+      minted += 1;
+      return hs256({ sub: aliceId, exp: now() + 3 }, node.secret);
+    },
+    ...FAST,
+  });
+  const bob = new Client({ url: node.url, userId: bobId, getToken: () => hs256({ sub: bobId, exp: now() + 60 }, node.secret), ...FAST });
+  const closes = [];
+  alice.on('connecting', (e) => { if (e.code) closes.push(e.code); }); // code 0: the first connect
+  try {
+    const got = [];
+    bob.on('message', (m) => got.push(m.data));
+    alice.connect();
+    bob.connect();
+    await Promise.all([next(alice, 'connected'), next(bob, 'connected')]);
+    await sleep(5000);
+    await alice.send(bobId, 'after the first token expired');
+    await until(() => got.length === 1, 5000, 'the message');
+    assert.deepEqual(closes, [], 'never reconnected (no 4003)');
+    assert.equal(alice.stats.connects, 1);
+    assert.ok(minted >= 3, `refreshed (${minted} tokens minted)`);
+  } finally {
+    alice.disconnect();
+    bob.disconnect();
+    await node.stop();
   }
 });

@@ -387,3 +387,70 @@ test('an id-less too_many_subscriptions/rate_limited refuses the oldest unanswer
   assert.equal(of('error').at(-1).code, 'rate_limited');
   client.disconnect();
 });
+
+/** An unsigned JWT-shaped token expiring at `exp` (unix s): the SDK only reads `exp`. */
+function jwtWithExp(exp, n) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'alice', exp, n })}.sig`;
+}
+
+test('jwtExpiry reads exp, and is null for anything else', async () => {
+  const { jwtExpiry } = await import('../../src/index.js');
+  assert.equal(jwtExpiry(jwtWithExp(1234, 1)), 1234);
+  for (const bad of [null, '', 'a.b', 'x.!!!.y', `${Buffer.from('{}').toString('base64url')}.${Buffer.from('{"exp":"soon"}').toString('base64url')}.s`]) {
+    assert.equal(jwtExpiry(bad), null, String(bad));
+  }
+});
+
+test('getToken refreshes the JWT on the open connection before it expires', async () => {
+  let calls = 0;
+  let clock;
+  const getToken = async () => {
+    calls += 1;
+    // Each token lives 100 s from the clock's now.
+    return jwtWithExp(Math.floor(clock.now / 1000) + 100, calls);
+  };
+  const s = setup({ getToken, now: () => clock.now });
+  clock = s.clock;
+  const { client, last } = s;
+  client.connect();
+  await flush();
+  assert.equal(calls, 1);
+  last().welcome(0, 'T1');
+  // 80 % of 100 s is 80 s, which is more than 30 s before exp: the refresh
+  // goes at 70 s (exp - 30 s).
+  await clock.advance(69_000);
+  assert.equal(last().sent.filter((e) => e.type === 'refresh').length, 0);
+  await clock.advance(1_000);
+  await flush();
+  const refresh = last().sent.find((e) => e.type === 'refresh');
+  assert.ok(refresh, 'a refresh was sent');
+  assert.equal(calls, 2);
+  assert.equal(JSON.parse(Buffer.from(refresh.token.split('.')[1], 'base64url')).n, 2);
+  last().serve({ type: 'ack', id: refresh.id });
+  // The next one is scheduled from the new token's exp (170 s): at 140 s.
+  await clock.advance(69_000);
+  assert.equal(last().sent.filter((e) => e.type === 'refresh').length, 1);
+  await clock.advance(1_000);
+  await flush();
+  assert.equal(last().sent.filter((e) => e.type === 'refresh').length, 2);
+  client.disconnect();
+});
+
+test('a refused refresh is an error event; the connection is not dropped by the client', async () => {
+  let clock;
+  const s = setup({ getToken: async () => jwtWithExp(Math.floor(clock.now / 1000) + 10, 0), now: () => clock.now });
+  clock = s.clock;
+  const { client, last, of } = s;
+  client.connect();
+  await flush();
+  last().welcome(0, 'T1');
+  await clock.advance(8_000);
+  await flush();
+  const refresh = last().sent.find((e) => e.type === 'refresh');
+  assert.ok(refresh, 'refresh at 80 % of a 10 s token');
+  last().serve({ type: 'error', code: 'refresh_refused', id: refresh.id, message: 'bad token' });
+  assert.equal(of('error').at(-1).code, 'refresh_refused');
+  assert.equal(client.state, 'connected');
+  client.disconnect();
+});
