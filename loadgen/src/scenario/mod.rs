@@ -28,6 +28,7 @@ use crate::runtime::CoreCtx;
 use crate::target::Target;
 use crate::ws::session::{self, Welcome};
 use crate::ws::{self, Conn, SendError};
+use shardcast::protocol::ServerEnvelope;
 use std::future::Future;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -85,6 +86,14 @@ pub async fn pause_until(ctx: &CoreCtx, t_ns: u64) -> bool {
     let tick_ns = ctx.plan.common().tick_us.max(1) * 1_000;
     let target = t_ns.max(clock::now_ns() + tick_ns);
     ctx.sleep_until(target).await
+}
+
+/// Parses a server frame; one that is not a protocol v1 envelope is
+/// counted as an error under its code (`bad_json`, `bad_envelope`, …).
+pub fn server_envelope<'a>(ctx: &CoreCtx, payload: &'a [u8]) -> Option<ServerEnvelope<'a>> {
+    ServerEnvelope::parse(payload)
+        .map_err(|e| ctx.stats().error(e.code.as_str()))
+        .ok()
 }
 
 /// Records how late an open-loop send left compared with its intended time

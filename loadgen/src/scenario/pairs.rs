@@ -20,6 +20,7 @@
 use super::connect::count_end;
 use super::{
     close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
+    server_envelope,
 };
 use crate::accounting::{FlowRx, SeqSet};
 use crate::backoff::Backoff;
@@ -145,12 +146,8 @@ impl PairCore {
 
     fn on_message(&self, r: usize, payload: &[u8]) -> Next {
         let now = clock::now_ns();
-        let env = match ServerEnvelope::parse(payload) {
-            Ok(env) => env,
-            Err(e) => {
-                self.ctx.stats().error(e.code.as_str());
-                return Next::Continue;
-            }
+        let Some(env) = server_envelope(&self.ctx, payload) else {
+            return Next::Continue;
         };
         match env {
             ServerEnvelope::Direct { from, id, data, .. } => self.on_msg(r, &from, &id, data, now),

@@ -11,6 +11,7 @@
 use super::connect::count_end;
 use super::{
     close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
+    server_envelope,
 };
 use crate::accounting::FlowRx;
 use crate::cli::RoomsArgs;
@@ -92,12 +93,8 @@ impl RoomsCore {
 
     fn on_message(&self, m: usize, payload: &[u8]) -> Next {
         let now = clock::now_ns();
-        let env = match ServerEnvelope::parse(payload) {
-            Ok(env) => env,
-            Err(e) => {
-                self.ctx.stats().error(e.code.as_str());
-                return Next::Continue;
-            }
+        let Some(env) = server_envelope(&self.ctx, payload) else {
+            return Next::Continue;
         };
         match env {
             ServerEnvelope::Room { from, id, data, .. } => self.on_msg(m, &from, &id, data, now),
