@@ -51,6 +51,8 @@ pub struct Conn {
     /// The user of a `/ws` connection; `None` on `/echo`.
     pub user: Option<Rc<str>>,
     queue: RefCell<VecDeque<Outbound>>,
+    /// Messages taken from `queue` and not yet written to the socket.
+    unsent: Cell<usize>,
     queue_cap: usize,
     waker: Cell<Option<Waker>>,
     close: Cell<Option<CloseCode>>,
@@ -86,6 +88,7 @@ impl Conn {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             queue: RefCell::default(),
+            unsent: Cell::new(0),
             queue_cap,
             waker: Cell::new(None),
             close: Cell::new(None),
@@ -186,9 +189,16 @@ impl Conn {
         std::mem::swap(&mut *self.queue.borrow_mut(), into);
     }
 
-    /// Messages waiting in the queue.
+    /// Messages waiting: in the queue, or taken by the socket task and not
+    /// yet written.
     pub fn queued(&self) -> usize {
-        self.queue.borrow().len()
+        self.queue.borrow().len() + self.unsent.get()
+    }
+
+    /// Records how many messages the socket task took from the queue and
+    /// has not finished writing.
+    pub fn set_unsent(&self, n: usize) {
+        self.unsent.set(n);
     }
 
     /// True when the socket task has something to do besides reading.

@@ -264,6 +264,9 @@ async fn serve(
         if closing {
             queue.clear();
         }
+        // Encoded but not yet written, they still count as queued (the
+        // node-wide queue-depth cap is about the memory they hold).
+        conn.set_unsent(queue.len());
         for item in queue.drain(..) {
             encode(shard, conn, item, &mut io.tx);
         }
@@ -289,6 +292,7 @@ async fn serve(
             }
             io.sent();
         }
+        conn.set_unsent(0);
         let deadline = conn.deadline.get();
         let expired = || deadline.is_some_and(|d| shard.clock() >= d);
         if expired() {
