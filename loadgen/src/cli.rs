@@ -104,6 +104,16 @@ pub struct Common {
     #[arg(long, default_value_t = 5_000.0, value_name = "R")]
     pub connect_rate: f64,
 
+    /// A file holding the HS256 secret of a node run with `--auth jwt`: every
+    /// connect then carries `token=` a JWT for its user (`sub`), minted by
+    /// loadgen, valid for `--jwt-ttl-secs`.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Lifetime of the JWTs loadgen mints, in seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub jwt_ttl_secs: u64,
+
     /// Seconds allowed for TCP connect + upgrade (+ welcome).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub connect_timeout: f64,

@@ -46,6 +46,9 @@ pub enum PlanError {
     /// `--wave-fraction` outside (0, 1].
     #[error("--wave-fraction must be in (0, 1]")]
     BadWaveFraction,
+    /// `--jwt-secret-file` cannot be read.
+    #[error("cannot read --jwt-secret-file {0}")]
+    JwtSecret(String),
     /// Zero subscribers or publishers, or an overflowing room plan.
     #[error(
         "--subscribers and --publishers must be at least 1 and rooms × members must fit in 64 bits"
@@ -77,6 +80,8 @@ pub struct Plan {
     pub pin: bool,
     /// Connections the whole run opens (initially).
     pub total_connections: u64,
+    /// The HS256 secret JWTs are minted with (`--jwt-secret-file`).
+    pub jwt_secret: Option<Vec<u8>>,
 }
 
 impl Plan {
@@ -133,7 +138,42 @@ impl Plan {
             worker_index: c.worker_index.unwrap_or(0),
             pin: !c.no_pin,
             total_connections,
+            jwt_secret: match &c.jwt_secret_file {
+                None => None,
+                Some(path) => {
+                    let mut s = std::fs::read(path)
+                        .map_err(|e| PlanError::JwtSecret(format!("{}: {e}", path.display())))?;
+                    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                        s.pop();
+                    }
+                    Some(s)
+                }
+            },
         })
+    }
+
+    /// A JWT for `user` (`sub`, `exp` = now + `--jwt-ttl-secs`), when the
+    /// run was given `--jwt-secret-file`.
+    pub fn jwt_for(&self, user: &str) -> Option<String> {
+        let secret = self.jwt_secret.as_ref()?;
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            sub: &'a str,
+            exp: u64,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims {
+            sub: user,
+            exp: now + self.common().jwt_ttl_secs,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .ok()
     }
 
     /// The shared options.
@@ -295,6 +335,44 @@ mod tests {
         );
         let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).unwrap();
         Plan::from_cli(&cli.scenario)
+    }
+
+    #[test]
+    fn jwts_are_minted_per_user_with_the_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt.secret");
+        std::fs::write(&file, "loadgen-jwt-secret-0123456789\n").unwrap();
+        assert!(direct("").unwrap().jwt_for("u").is_none());
+        let plan = direct(&format!(
+            "--jwt-secret-file {} --jwt-ttl-secs 60",
+            file.display()
+        ))
+        .unwrap();
+        let token = plan.jwt_for("lg-7").unwrap();
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            sub: String,
+            exp: u64,
+        }
+        let key = jsonwebtoken::DecodingKey::from_secret(b"loadgen-jwt-secret-0123456789");
+        let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        let claims = jsonwebtoken::decode::<Claims>(&token, &key, &v)
+            .unwrap()
+            .claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(claims.sub, "lg-7");
+        assert!(
+            (now + 55..=now + 61).contains(&claims.exp),
+            "{}",
+            claims.exp
+        );
+        assert!(matches!(
+            direct("--jwt-secret-file /nonexistent/secret"),
+            Err(PlanError::JwtSecret(_))
+        ));
     }
 
     #[test]

@@ -100,13 +100,17 @@ impl Target {
 
     /// The request target for one user: the URL's path and query plus
     /// `userId=U` and, when resuming, `resume=TOKEN`.
-    pub fn path_for_user(&self, user: &str, resume: Option<&str>) -> String {
+    pub fn path_for_user(&self, user: &str, resume: Option<&str>, jwt: Option<&str>) -> String {
         let mut p = self.path.clone();
         p.push(if p.contains('?') { '&' } else { '?' });
         p.push_str("userId=");
         push_encoded(&mut p, user);
         if let Some(t) = resume {
             p.push_str("&resume=");
+            push_encoded(&mut p, t);
+        }
+        if let Some(t) = jwt {
+            p.push_str("&token=");
             push_encoded(&mut p, t);
         }
         p
@@ -217,13 +221,17 @@ mod tests {
     #[test]
     fn user_query_is_appended_with_the_right_separator() {
         let t = Target::parse("ws://127.0.0.1:1/ws").unwrap();
-        assert_eq!(t.path_for_user("alice", None), "/ws?userId=alice");
+        assert_eq!(t.path_for_user("alice", None, None), "/ws?userId=alice");
         assert_eq!(
-            t.path_for_user("a b", Some("tok=")),
+            t.path_for_user("alice", None, Some("a.b.c")),
+            "/ws?userId=alice&token=a.b.c"
+        );
+        assert_eq!(
+            t.path_for_user("a b", Some("tok="), None),
             "/ws?userId=a%20b&resume=tok%3D"
         );
         let t = Target::parse("ws://127.0.0.1:1/ws?token=x").unwrap();
-        assert_eq!(t.path_for_user("u", None), "/ws?token=x&userId=u");
+        assert_eq!(t.path_for_user("u", None, None), "/ws?token=x&userId=u");
     }
 
     #[test]

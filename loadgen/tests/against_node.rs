@@ -300,3 +300,40 @@ fn direct_failover_after_sigkill_loses_nothing_acked() {
     assert!(u(&r, "/messages/received") > 1_500, "{r:#}");
     assert_eq!(r["parameters"]["failover_targets"][0], failover.as_str());
 }
+
+#[test]
+fn connect_with_minted_jwts_against_a_node_with_auth_jwt() {
+    // HS256 with the cluster secret (the node has no separate JWT secret).
+    let node = Node::start_with(&["--auth", "jwt"]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let target = format!("ws://{}/ws", node.ws);
+    let r = loadgen(&[
+        "connect",
+        "--target",
+        &target,
+        "--connections",
+        "200",
+        "--duration",
+        "1",
+        "--jwt-secret-file",
+        secret.to_str().unwrap(),
+        "--server-pid",
+        &node.pid(),
+    ]);
+    assert_eq!(u(&r, "/connections/established"), 200, "{r:#}");
+    assert_eq!(u(&r, "/connections/failed"), 0, "{r:#}");
+    // Without tokens the same node refuses every upgrade (401).
+    let r = loadgen(&[
+        "connect",
+        "--target",
+        &target,
+        "--connections",
+        "20",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(u(&r, "/connections/established"), 0, "{r:#}");
+    assert_eq!(u(&r, "/connections/failed"), 20, "{r:#}");
+}

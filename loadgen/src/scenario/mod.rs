@@ -136,7 +136,9 @@ pub async fn open_session(
     if !reconnect {
         ctx.stats().counters.attempted += 1;
     }
-    let r = session::open(target, user, resume, source, ctx.plan.connect_timeout()).await;
+    let jwt = ctx.plan.jwt_for(user);
+    let timeout = ctx.plan.connect_timeout();
+    let r = session::open(target, user, resume, jwt.as_deref(), source, timeout).await;
     if !reconnect {
         return record_connect(ctx, t0, r);
     }

@@ -24,16 +24,17 @@ pub struct Welcome {
     pub offset: Option<u64>,
 }
 
-/// Connects `user` to `target` and waits for its welcome, all within
-/// `timeout`.
+/// Connects `user` to `target` (with `token=jwt` when given) and waits for
+/// its welcome, all within `timeout`.
 pub async fn open(
     target: &Target,
     user: &str,
     resume: Option<&str>,
+    jwt: Option<&str>,
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<(Rc<Conn>, Welcome), ConnectError> {
-    let path = target.path_for_user(user, resume);
+    let path = target.path_for_user(user, resume, jwt);
     future::or(
         async {
             let conn = connect(target, &path, source, timeout).await?;
