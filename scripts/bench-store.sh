@@ -113,25 +113,20 @@ lost() { echo $(( $(field "$1" .messages.lost) )); }
   echo
   echo "| run | store | msg/s (loadgen) | msg/s (steady) | node CPU µs/msg (steady) | redis-server CPU µs/msg (steady) | node CPU µs/msg (whole run) | p50 ms | p99 ms | lost | load avg |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  # row LABEL STORE RUN: one table row from run RUN's report and samples.
+  row() {
+    local n=$3
+    printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" \
+      "$(field "$n" .throughput.msgs_per_sec)" "$(steady "$n" .msgs_per_sec)" \
+      "$(steady "$n" .node_us_per_msg)" "$(steady "$n" .redis_us_per_msg)" \
+      "$(us_per_msg "$(field "$n" '.cpu.server_seconds // "-"')" "$(field "$n" .messages.received)")" \
+      "$(ms "$(field "$n" .latency_us.p50)")" "$(ms "$(field "$n" .latency_us.p99)")" "$(lost "$n")" "$(steady "$n" .load1)"
+  }
   for round in $(seq "$ROUNDS"); do
-    for s in "${STORES[@]}"; do
-      n="sat-$s-$round"
-      printf '| saturation #%s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$s" \
-        "$(field "$n" .throughput.msgs_per_sec)" "$(steady "$n" .msgs_per_sec)" \
-        "$(steady "$n" .node_us_per_msg)" "$(steady "$n" .redis_us_per_msg)" \
-        "$(us_per_msg "$(field "$n" '.cpu.server_seconds // "-"')" "$(field "$n" .messages.received)")" \
-        "$(ms "$(field "$n" .latency_us.p50)")" "$(ms "$(field "$n" .latency_us.p99)")" "$(lost "$n")" "$(steady "$n" .load1)"
-    done
+    for s in "${STORES[@]}"; do row "saturation #$round" "$s" "sat-$s-$round"; done
   done
   for rate in $RATES; do
-    for s in "${STORES[@]}"; do
-      n="fixed$rate-$s"
-      printf '| %s msg/s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$rate" "$s" \
-        "$(field "$n" .throughput.msgs_per_sec)" "$(steady "$n" .msgs_per_sec)" \
-        "$(steady "$n" .node_us_per_msg)" "$(steady "$n" .redis_us_per_msg)" \
-        "$(us_per_msg "$(field "$n" '.cpu.server_seconds // "-"')" "$(field "$n" .messages.received)")" \
-        "$(ms "$(field "$n" .latency_us.p50)")" "$(ms "$(field "$n" .latency_us.p99)")" "$(lost "$n")" "$(steady "$n" .load1)"
-    done
+    for s in "${STORES[@]}"; do row "$rate msg/s" "$s" "fixed$rate-$s"; done
   done
   echo
   echo "Ratios redis / memory at saturation (per round): node CPU µs/msg (steady), msg/s (loadgen):"

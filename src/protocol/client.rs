@@ -223,19 +223,18 @@ impl<'a> ClientEnvelope<'a> {
 
 /// Appends a `send` envelope; `data` is raw JSON.
 pub fn encode_send(out: &mut Vec<u8>, to: &str, id: &str, data: &RawValue) {
-    out.extend_from_slice(br#"{"type":"send","to":"#);
-    json_str(out, to);
-    out.extend_from_slice(br#","id":"#);
-    json_str(out, id);
-    out.extend_from_slice(br#","data":"#);
-    out.extend_from_slice(data.get().as_bytes());
-    out.push(b'}');
+    encode_with_data(out, br#"{"type":"send","to":"#, to, id, data);
 }
 
 /// Appends a `publish` envelope; `data` is raw JSON.
 pub fn encode_publish(out: &mut Vec<u8>, room: &str, id: &str, data: &RawValue) {
-    out.extend_from_slice(br#"{"type":"publish","room":"#);
-    json_str(out, room);
+    encode_with_data(out, br#"{"type":"publish","room":"#, room, id, data);
+}
+
+/// `head` (up to the first field's value), then that value, `id` and `data`.
+fn encode_with_data(out: &mut Vec<u8>, head: &[u8], first: &str, id: &str, data: &RawValue) {
+    out.extend_from_slice(head);
+    json_str(out, first);
     out.extend_from_slice(br#","id":"#);
     json_str(out, id);
     out.extend_from_slice(br#","data":"#);
