@@ -46,6 +46,8 @@ pub enum Path {
     Local,
     /// Across cores of this node.
     Core,
+    /// To another node, through the relay.
+    Relay,
 }
 
 /// Why a handshake was refused with HTTP 503.
@@ -105,7 +107,7 @@ impl StoreFailure {
 #[derive(Default)]
 pub struct CoreMetrics {
     active_connections: AtomicU64,
-    messages: [AtomicU64; 2],
+    messages: [AtomicU64; 3],
     drops: [AtomicU64; 4],
     rejected: [AtomicU64; 4],
     auth_failures: [AtomicU64; AuthReason::ALL.len()],
@@ -119,7 +121,19 @@ pub struct CoreMetrics {
     store_batched: AtomicU64,
     store_errors: [AtomicU64; 5],
     store_latency: Mutex<Option<Histogram<u64>>>,
+    /// Reads of the store that filled a gap in a connection's offsets.
+    gap_fills: AtomicU64,
+    relay_up: AtomicU64,
+    relay_pending: AtomicU64,
+    /// Relay batches by size: bucket i counts batches of at most 2^i.
+    relay_batches: [AtomicU64; RELAY_BATCH_BUCKETS],
+    relay_batched: AtomicU64,
+    relay_errors: AtomicU64,
+    relay_received: AtomicU64,
 }
+
+/// Buckets of `rtc_relay_batch_size`: 1, 2, 4, …, 4096 and +Inf.
+const RELAY_BATCH_BUCKETS: usize = 14;
 
 impl CoreMetrics {
     /// A connection opened (+1) or closed (-1).
@@ -202,6 +216,38 @@ impl CoreMetrics {
     pub fn store_failure(&self, kind: StoreFailure) {
         self.store_errors[kind as usize].fetch_add(1, Relaxed);
     }
+
+    /// A connection's gap was read from the store.
+    pub fn gap_fill(&self) {
+        self.gap_fills.fetch_add(1, Relaxed);
+    }
+
+    /// Records whether the core's relay producer reaches the brokers.
+    pub fn set_relay_up(&self, up: bool) {
+        self.relay_up.store(u64::from(up), Relaxed);
+    }
+
+    /// Messages of this core on their way to Kafka.
+    pub fn set_relay_pending(&self, n: u64) {
+        self.relay_pending.store(n, Relaxed);
+    }
+
+    /// One batch of `n` messages handed to the Kafka producer.
+    pub fn relay_batch(&self, n: u64) {
+        let bucket = (64 - n.saturating_sub(1).leading_zeros()) as usize;
+        self.relay_batches[bucket.min(RELAY_BATCH_BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.relay_batched.fetch_add(n, Relaxed);
+    }
+
+    /// A relayed message failed (the broker did not take it in time).
+    pub fn relay_error(&self) {
+        self.relay_errors.fetch_add(1, Relaxed);
+    }
+
+    /// A message arrived from the relay.
+    pub fn relay_received(&self) {
+        self.relay_received.fetch_add(1, Relaxed);
+    }
 }
 
 /// A new latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
@@ -279,12 +325,10 @@ impl Metrics {
             "# HELP rtc_socket_messages_total Messages routed, by path."
         );
         let _ = writeln!(w, "# TYPE rtc_socket_messages_total counter");
-        for (i, path) in ["local", "core"].iter().enumerate() {
+        for (i, path) in ["local", "core", "relay"].iter().enumerate() {
             let n = self.sum(|c| &c.messages[i]);
             let _ = writeln!(w, "rtc_socket_messages_total{{path=\"{path}\"}} {n}");
         }
-        // No relay in a standalone node: the series exists and stays at 0.
-        let _ = writeln!(w, "rtc_socket_messages_total{{path=\"relay\"}} 0");
 
         let _ = writeln!(
             w,
@@ -389,7 +433,78 @@ impl Metrics {
             "Store request round trip: queued in the pipeline to reply (Redis only).",
             self.cores.iter().map(|c| &c.store_latency),
         );
+        self.render_relay(w);
         out
+    }
+
+    /// The relay's series (all zero on a node without `--kafka`).
+    fn render_relay(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_gap_fills_total Store reads that filled a gap in a connection's offsets (messages that met out of order)."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_gap_fills_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_socket_gap_fills_total {}",
+            self.sum(|c| &c.gap_fills)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP rtc_relay_up 1 per core whose Kafka producer reaches the brokers."
+        );
+        let _ = writeln!(w, "# TYPE rtc_relay_up gauge");
+        for (i, c) in self.cores.iter().enumerate() {
+            let up = c.relay_up.load(Relaxed);
+            let _ = writeln!(w, "rtc_relay_up{{core=\"{i}\"}} {up}");
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rtc_relay_pending Relayed messages waiting for the broker's acknowledgement."
+        );
+        let _ = writeln!(w, "# TYPE rtc_relay_pending gauge");
+        let _ = writeln!(w, "rtc_relay_pending {}", self.sum(|c| &c.relay_pending));
+        let _ = writeln!(
+            w,
+            "# HELP rtc_relay_batch_size Messages per batch a core hands to its Kafka producer."
+        );
+        let _ = writeln!(w, "# TYPE rtc_relay_batch_size histogram");
+        let mut cumulative = 0;
+        for i in 0..RELAY_BATCH_BUCKETS {
+            cumulative += self.sum(|c| &c.relay_batches[i]);
+            let le = if i + 1 == RELAY_BATCH_BUCKETS {
+                "+Inf".to_owned()
+            } else {
+                (1u64 << i).to_string()
+            };
+            let _ = writeln!(w, "rtc_relay_batch_size_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            w,
+            "rtc_relay_batch_size_sum {}",
+            self.sum(|c| &c.relay_batched)
+        );
+        let _ = writeln!(w, "rtc_relay_batch_size_count {cumulative}");
+        let _ = writeln!(
+            w,
+            "# HELP rtc_relay_errors_total Relayed messages the broker did not take in time (their senders got `unavailable`)."
+        );
+        let _ = writeln!(w, "# TYPE rtc_relay_errors_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_relay_errors_total {}",
+            self.sum(|c| &c.relay_errors)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP rtc_relay_received_total Messages this node read from the relay."
+        );
+        let _ = writeln!(w, "# TYPE rtc_relay_received_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_relay_received_total {}",
+            self.sum(|c| &c.relay_received)
+        );
     }
 }
 

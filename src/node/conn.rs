@@ -23,7 +23,31 @@ use crate::{
     store::StoredMessage,
 };
 
-use super::rate::{Limits, TokenBucket};
+use super::{
+    order::{Direct, DirectOrder, Offered},
+    rate::{Limits, TokenBucket},
+};
+
+/// What [`Conn::push_direct`] did.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Pushed {
+    /// The queue was full: its oldest message went.
+    pub dropped: bool,
+    /// The message leaves a gap after this offset: read the store and
+    /// [`Conn::end_replay`] with what it has.
+    pub fill_after: Option<u64>,
+}
+
+impl From<Direct> for Outbound {
+    fn from(d: Direct) -> Outbound {
+        Outbound::Direct {
+            offset: d.offset,
+            envelope: d.envelope,
+            ingress: d.ingress,
+        }
+    }
+}
 
 /// What the socket task writes next.
 pub enum Outbound {
@@ -65,8 +89,8 @@ pub struct Conn {
     pub ping_sent: Cell<bool>,
     delivered: Cell<u64>,
     gapped: Cell<bool>,
-    /// Live direct messages that arrived while the backlog was being read.
-    replaying: RefCell<Option<Vec<Outbound>>>,
+    /// Which direct message may be queued next.
+    order: RefCell<DirectOrder>,
     /// Subscriptions made with `join`.
     pub subscriptions: RefCell<Vec<RoomPattern>>,
     pub messages_bucket: TokenBucket,
@@ -97,7 +121,7 @@ impl Conn {
             ping_sent: Cell::new(false),
             delivered: Cell::new(0),
             gapped: Cell::new(false),
-            replaying: RefCell::new(None),
+            order: RefCell::default(),
             subscriptions: RefCell::default(),
             messages_bucket: TokenBucket::full(limits.messages, t),
             joins_bucket: TokenBucket::full(limits.joins, t),
@@ -131,40 +155,70 @@ impl Conn {
         kept
     }
 
-    /// Queues a direct message, or holds it back while the backlog is read.
-    pub fn push_direct(&self, msg: StoredMessage, ingress: Option<Instant>) -> bool {
-        let item = Outbound::Direct {
+    /// Queues a direct message if it is the next offset; holds it while a
+    /// backlog is read, or when it leaves a gap (see [`super::order`];
+    /// `appended_here`: the message is this core's own append).
+    pub fn push_direct(
+        &self,
+        msg: StoredMessage,
+        ingress: Option<Instant>,
+        appended_here: bool,
+    ) -> Pushed {
+        let direct = Direct {
             offset: msg.offset,
             envelope: msg.envelope,
             ingress,
         };
-        if let Some(held) = self.replaying.borrow_mut().as_mut() {
-            held.push(item);
-            return true;
+        let offered = self.order.borrow_mut().offer(direct, appended_here);
+        match offered {
+            Ok(d) => Pushed {
+                dropped: !self.push(d.into()),
+                fill_after: None,
+            },
+            Err(Offered::Gap { after }) => Pushed {
+                dropped: false,
+                fill_after: Some(after),
+            },
+            Err(Offered::Held | Offered::Duplicate) => Pushed::default(),
         }
-        self.push(item)
     }
 
-    /// Starts holding back live direct messages (see [`Conn::end_replay`]).
+    /// Starts holding live direct messages until [`Conn::end_replay`] (the
+    /// session's backlog is being read).
     pub fn begin_replay(&self) {
-        *self.replaying.borrow_mut() = Some(Vec::new());
+        self.order.borrow_mut().hold();
     }
 
-    /// Queues the backlog, then the live messages held back meanwhile that
-    /// the backlog did not already contain. Returns how many were dropped.
-    pub fn end_replay(&self, backlog: Vec<StoredMessage>) -> usize {
-        let held = self.replaying.borrow_mut().take().unwrap_or_default();
-        let last = backlog.last().map_or(0, |m| m.offset);
+    /// Sets where the session starts: after `offset` (the resume mark too).
+    pub fn start_after(&self, offset: u64) {
+        self.delivered.set(offset);
+        self.order.borrow_mut().start_after(offset);
+    }
+
+    /// Queues the backlog, then the live messages held meanwhile, in offset
+    /// order and without duplicates. Returns how many queued messages were
+    /// dropped, and `Some(after)` when held messages still wait for a gap
+    /// after `after` to be read.
+    pub fn end_replay(&self, backlog: Vec<StoredMessage>) -> (usize, Option<u64>) {
+        let backlog = backlog
+            .into_iter()
+            .map(|m| Direct {
+                offset: m.offset,
+                envelope: m.envelope,
+                ingress: None,
+            })
+            .collect();
         let mut dropped = 0;
-        for m in backlog {
-            dropped += usize::from(!self.push_direct(m, None));
+        let done = self
+            .order
+            .borrow_mut()
+            .finish(backlog, |d| dropped += usize::from(!self.push(d.into())));
+        if let Some(first) = done.skipped_from {
+            // The store no longer has them: a resume must not pretend they
+            // were written.
+            self.mark_gap(first);
         }
-        for item in held {
-            if matches!(item, Outbound::Direct { offset, .. } if offset > last) {
-                dropped += usize::from(!self.push(item));
-            }
-        }
-        dropped
+        (dropped, done.gap_after)
     }
 
     /// A text envelope built by `build`.
@@ -249,11 +303,6 @@ impl Conn {
             .set(self.delivered.get().min(dropped_offset.saturating_sub(1)));
     }
 
-    /// Seeds the delivered mark with the offset the session starts after.
-    pub fn set_delivered(&self, offset: u64) {
-        self.delivered.set(offset);
-    }
-
     /// The last offset written with nothing lost before it: where a resume
     /// must start after.
     pub fn delivered(&self) -> u64 {
@@ -303,10 +352,12 @@ mod tests {
     #[test]
     fn full_queue_drops_the_oldest_and_caps_the_resume_offset() {
         let c = conn(2);
-        c.set_delivered(0);
-        assert!(c.push_direct(direct(1), None));
-        assert!(c.push_direct(direct(2), None));
-        assert!(!c.push_direct(direct(3), None));
+        c.begin_replay();
+        c.start_after(0);
+        let _ = c.end_replay(Vec::new());
+        assert!(!c.push_direct(direct(1), None, true).dropped);
+        assert!(!c.push_direct(direct(2), None, true).dropped);
+        assert!(c.push_direct(direct(3), None, true).dropped);
         assert_eq!(offsets(&c), [2, 3]);
         c.note_written(2);
         c.note_written(3);
@@ -320,10 +371,10 @@ mod tests {
     #[test]
     fn a_full_queue_drops_messages_before_the_welcome() {
         let c = conn(2);
+        c.begin_replay();
+        c.start_after(0);
         c.push_text(|o| o.extend_from_slice(b"welcome"));
-        c.push_direct(direct(1), None);
-        c.push_direct(direct(2), None);
-        c.push_direct(direct(3), None);
+        let _ = c.end_replay(vec![direct(1), direct(2), direct(3)]);
         let mut q = VecDeque::new();
         c.take_queue(&mut q);
         assert!(matches!(&q[0], Outbound::Text(t) if &t[..] == b"welcome"));
@@ -334,10 +385,36 @@ mod tests {
     fn live_messages_during_replay_follow_the_backlog_without_duplicates() {
         let c = conn(100);
         c.begin_replay();
-        c.push_direct(direct(3), None);
-        c.push_direct(direct(4), None);
+        c.start_after(0);
+        let _ = c.push_direct(direct(3), None, true);
+        let _ = c.push_direct(direct(4), None, true);
         assert_eq!(c.queued(), 0);
-        c.end_replay(vec![direct(1), direct(2), direct(3)]);
+        assert_eq!(
+            c.end_replay(vec![direct(1), direct(2), direct(3)]),
+            (0, None)
+        );
         assert_eq!(offsets(&c), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_message_past_a_gap_waits_for_the_gap_and_a_skipped_offset_caps_the_resume_mark() {
+        let c = conn(100);
+        c.begin_replay();
+        c.start_after(0);
+        let _ = c.end_replay(vec![direct(1)]);
+        assert_eq!(c.push_direct(direct(3), None, true).fill_after, Some(1));
+        assert_eq!(c.queued(), 1, "3 is held, not queued before 2");
+        assert_eq!(c.end_replay(vec![direct(2), direct(3)]), (0, None));
+        assert_eq!(offsets(&c), [1, 2, 3]);
+        for o in 1..=3 {
+            c.note_written(o);
+        }
+        assert_eq!(c.delivered(), 3);
+        // 4 is gone from the store: 5 is let through, the mark stays at 3.
+        assert_eq!(c.push_direct(direct(5), None, false).fill_after, Some(3));
+        assert_eq!(c.end_replay(Vec::new()), (0, None));
+        assert_eq!(offsets(&c), [5]);
+        c.note_written(5);
+        assert_eq!(c.delivered(), 3);
     }
 }

@@ -14,6 +14,7 @@ mod handshake;
 pub mod http;
 mod mesh;
 pub(crate) mod notify;
+mod order;
 pub mod rate;
 mod rooms;
 mod shard;
@@ -262,14 +263,18 @@ async fn core_main(
     let store = CoreStore::for_core(&config, stores.redis.as_ref(), metrics.clone(), me);
     store.ready().await;
     let _ = stores.ready.send(());
-    let shard = Rc::new(shard::Shard::new(
-        me,
-        Rc::new(config),
-        outbox.clone(),
-        metrics,
-        store,
-        drain,
-    ));
+    let config = Rc::new(config);
+    let shard = Rc::new_cyclic(|weak| {
+        shard::Shard::new(
+            weak.clone(),
+            me,
+            config,
+            outbox.clone(),
+            metrics,
+            store,
+            drain,
+        )
+    });
     let senders = Rc::new(senders);
     for peer in (0..cores).filter(|&p| p != me) {
         glommio::spawn_local(outbox.clone().forward(peer, senders.clone())).detach();

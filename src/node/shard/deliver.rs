@@ -88,12 +88,61 @@ impl Shard {
         let outcome = outcome.map(|stored| {
             let conn = self.users.borrow().get(&*d.to).cloned();
             if let Some(conn) = conn {
-                if !conn.push_direct(stored, Some(d.ingress)) {
-                    self.counters().drop(DropReason::BufferFull);
-                }
+                self.offer(&conn, stored, Some(d.ingress), true);
             }
         });
         self.answer(d.reply, outcome);
+    }
+
+    /// Queues `msg` on `conn` if it is the next offset; a message past a
+    /// gap is held and the gap read from the store (see `node::order`;
+    /// `appended_here`: this core's own append, not a relayed one).
+    pub(super) fn offer(
+        &self,
+        conn: &Rc<Conn>,
+        msg: StoredMessage,
+        ingress: Option<Instant>,
+        appended_here: bool,
+    ) {
+        let pushed = conn.push_direct(msg, ingress, appended_here);
+        if pushed.dropped {
+            self.counters().drop(DropReason::BufferFull);
+        }
+        if let Some(after) = pushed.fill_after {
+            self.fill(conn.clone(), after);
+        }
+    }
+
+    /// Ends `conn`'s replay with `backlog`; reads on while held messages
+    /// still wait for a gap.
+    pub(super) fn end_replay(&self, conn: &Rc<Conn>, backlog: Vec<StoredMessage>) {
+        let (dropped, gap) = conn.end_replay(backlog);
+        for _ in 0..dropped {
+            self.counters().drop(DropReason::BufferFull);
+        }
+        if let Some(after) = gap {
+            self.fill(conn.clone(), after);
+        }
+    }
+
+    /// Reads what `conn` misses after `after` from the store, in a task of
+    /// its own (the caller may be a delivery that must not wait on it). A
+    /// failed read ends the fill with nothing: the held messages then go
+    /// out, and the resume mark stays before the gap.
+    fn fill(&self, conn: Rc<Conn>, after: u64) {
+        let (Some(shard), Some(user)) = (self.me.upgrade(), conn.user.clone()) else {
+            return;
+        };
+        self.counters().gap_fill();
+        glommio::spawn_local(async move {
+            let backlog = shard
+                .store
+                .read_after(&user, after)
+                .await
+                .unwrap_or_default();
+            shard.end_replay(&conn, backlog);
+        })
+        .detach();
     }
 
     fn answer(&self, reply: Reply, outcome: Result<(), StoreError>) {

@@ -23,7 +23,7 @@ mod session;
 
 use std::{
     cell::{Cell, RefCell},
-    rc::Rc,
+    rc::{Rc, Weak},
     sync::{atomic::AtomicBool, Arc},
     time::Instant,
 };
@@ -51,6 +51,8 @@ pub use session::unix_now;
 /// See the module docs.
 pub struct Shard {
     id: usize,
+    /// This shard, for the tasks it spawns.
+    me: Weak<Shard>,
     /// `config.node_id`, shared by every session record of this core.
     node_id: Rc<str>,
     config: Rc<Config>,
@@ -88,8 +90,10 @@ type Finished = (deliver::LocalDirect, Result<StoredMessage, StoreError>);
 const SCRATCH_BYTES: usize = 64 * 1024;
 
 impl Shard {
-    /// The shard of core `id`.
+    /// The shard of core `id`; `me` is the `Rc` it will live in (see
+    /// `Rc::new_cyclic`).
     pub fn new(
+        me: Weak<Shard>,
         id: usize,
         config: Rc<Config>,
         mesh: Rc<Mesh>,
@@ -116,6 +120,7 @@ impl Shard {
         let now = Instant::now();
         Shard {
             id,
+            me,
             store,
             node_id: config.node_id.as_str().into(),
             config,

@@ -3,7 +3,8 @@
 //!
 //! Invariant: between `begin_replay` and `end_replay` live direct messages
 //! for the user are held back on the connection, so the backlog read from the
-//! store and the live stream meet with no gap and no duplicate.
+//! store and the live stream meet with no gap and no duplicate (see
+//! `node::order`).
 
 use std::{
     rc::Rc,
@@ -53,21 +54,25 @@ impl Shard {
                 Some(t) => t.offset,
                 None => self.store.delivered(&user).await?.max(replaced_mark),
             };
-            conn.set_delivered(after);
+            conn.start_after(after);
             let signed = self.sign_token(&user, after);
             conn.push_text(|o| {
                 server::encode_welcome(o, &user, &self.config.node_id, &signed, after)
             });
+            // The session is recorded before the backlog is read: a message
+            // appended on another node before the record is in the read, one
+            // appended after it finds this node in the record and is relayed
+            // here (see crate::relay).
+            self.store
+                .open_session(&user, &self.session_of(conn))
+                .await?;
             let backlog = self.store.read_after(&user, after).await?;
-            let dropped = conn.end_replay(backlog);
-            for _ in 0..dropped {
-                self.counters().drop(DropReason::BufferFull);
-            }
-            self.store.open_session(&user, &self.session_of(conn)).await
+            self.end_replay(conn, backlog);
+            Ok(())
         }
         .await;
         if let Err(e) = result {
-            conn.end_replay(Vec::new());
+            self.end_replay(conn, Vec::new());
             conn.push_error(ErrorCode::Unavailable, None, &e.to_string());
             conn.request_close(CloseCode::StoreFailed);
         }
