@@ -9,7 +9,7 @@
 #   4. the Autobahn TestSuite against a node's /echo endpoint (skipped with
 #      SHARDCAST_SKIP_AUTOBAHN=1, or when ../shared/tools is not beside the repo).
 # Needs only a Rust toolchain; it installs whatever else the tests use
-# (redis-server, chromium, the SDK's npm packages).
+# (redis-server, tansu, chromium, the SDK's npm packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "test dependencies: redis-server (the Redis store's tests start their own)"
 if ! command -v redis-server >/dev/null 2>&1; then
   apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
+fi
+
+step "test dependencies: tansu, a Kafka-protocol broker (the relay's tests start their own)"
+# Built once (about 11 minutes here), then found in ~/.cargo/bin.
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  cargo install --locked tansu --features dynostore || cargo install tansu --features dynostore
 fi
 
 step "cargo test --workspace"

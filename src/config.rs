@@ -12,9 +12,12 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::auth::{
-    keys::{load_public_keys, KeyError},
-    AllowedOrigins, AuthMode, JwtSettings, JwtVerifier, OriginError, RoomsPolicy,
+use crate::{
+    auth::{
+        keys::{load_public_keys, KeyError},
+        AllowedOrigins, AuthMode, JwtSettings, JwtVerifier, OriginError, RoomsPolicy,
+    },
+    ring::Ring,
 };
 
 /// A configuration that could not be loaded.
@@ -81,6 +84,8 @@ macro_rules! knobs {
             pub jwt: Option<Arc<JwtVerifier>>,
             /// The parsed `allowed_origins`; `None`: every origin is allowed.
             pub origins: Option<AllowedOrigins>,
+            /// The static ring loaded from `ring`, with this node in it.
+            pub ring_snapshot: Option<Arc<Ring>>,
         }
 
         /// One layer of optional settings: flags + environment, or a TOML file.
@@ -113,6 +118,7 @@ macro_rules! knobs {
                     secret_is_ephemeral: false,
                     jwt: None,
                     origins: None,
+                    ring_snapshot: None,
                 }
             }
         }
@@ -203,9 +209,25 @@ knobs! {
     /// Who decides rooms and sends: `open` (everyone may do everything) or
     /// `claims` (the JWT's `rooms`/`send` claims; needs `--auth jwt`). [default: open]
     rooms_policy ("SHARDCAST_ROOMS_POLICY"): RoomsPolicy = RoomsPolicy::Open;
+    /// Relay: how long librdkafka lingers for more messages before it sends a
+    /// batch to the broker, in microseconds. [default: 200]
+    relay_linger_us ("SHARDCAST_RELAY_LINGER_US"): u64 = 200;
+    /// Relay: messages a core may have on their way to Kafka; beyond it
+    /// cross-node sends get `unavailable` (backpressure from a slow broker). [default: 100,000]
+    relay_max_pending ("SHARDCAST_RELAY_MAX_PENDING"): usize = 100_000;
+    /// Kafka: a message the broker has not acknowledged after this many
+    /// milliseconds fails (its sender gets `unavailable`). [default: 5000]
+    kafka_timeout_ms ("SHARDCAST_KAFKA_TIMEOUT_MS"): u64 = 5000;
+    /// Kafka: seconds to wait for the brokers at start-up before refusing to start. [default: 0]
+    kafka_wait_secs ("SHARDCAST_KAFKA_WAIT_SECS"): u64 = 0;
 optional:
-    /// Kafka brokers for cross-node delivery; absent: in-process relay.
+    /// Kafka brokers (`HOST:PORT,…`) for cross-node delivery; needs `--redis`;
+    /// absent: in-process relay (a single node).
     kafka ("SHARDCAST_KAFKA"): String;
+    /// A static ring snapshot (the control plane's JSON) for a cluster without
+    /// `shardcast-ctl`: users owned by another node are sent there; absent:
+    /// this node owns every user.
+    ring ("SHARDCAST_RING"): PathBuf;
     /// Redis URL (`redis://[:PASSWORD@]HOST:PORT/DB`) for offsets, buffers and
     /// sessions; absent: the in-memory store.
     redis ("SHARDCAST_REDIS"): String;
@@ -294,8 +316,27 @@ impl NodeArgs {
         if config.auth == AuthMode::Jwt {
             config.jwt = Some(Arc::new(config.jwt_verifier(jwt_secret)?));
         }
+        if let Some(path) = &config.ring {
+            config.ring_snapshot = Some(Arc::new(load_ring(path, &config.node_id)?));
+        }
         Ok(config)
     }
+}
+
+/// The ring snapshot in `path`, which must name `node_id`.
+fn load_ring(path: &std::path::Path, node_id: &str) -> Result<Ring, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid { knob: "ring", why };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let ring: Ring =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    if ring.node(node_id).is_none() {
+        return Err(invalid(format!(
+            "{} has no node {node_id:?} (this node's --node-id)",
+            path.display()
+        )));
+    }
+    Ok(ring)
 }
 
 /// The secret in `file` (trailing white space dropped), else in the
@@ -358,13 +399,23 @@ impl Config {
         if self.rooms_policy == RoomsPolicy::Claims && self.auth != AuthMode::Jwt {
             return invalid("rooms-policy", "`claims` needs `--auth jwt`");
         }
-        for (knob, value) in [("kafka", &self.kafka), ("control", &self.control)] {
-            if value.is_some() {
-                return invalid(
-                    knob,
-                    "not supported by this build yet: run without it (embedded relay and store)",
-                );
-            }
+        if self.control.is_some() {
+            return invalid(
+                "control",
+                "not supported by this build yet: run without it (use --ring for a static cluster)",
+            );
+        }
+        if self.kafka.is_some() && self.redis.is_none() {
+            return invalid(
+                "kafka",
+                "the relay needs --redis: a user's buffer must outlive the node it was on",
+            );
+        }
+        if self.relay_max_pending == 0 || self.kafka_timeout_ms == 0 {
+            return invalid(
+                "relay",
+                "relay-max-pending and kafka-timeout-ms must be positive",
+            );
         }
         Ok(())
     }

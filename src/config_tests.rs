@@ -84,10 +84,48 @@ fn auth_refuses_what_it_cannot_run_with() {
 }
 
 #[test]
-fn unsupported_backends_are_refused() {
+fn the_relay_needs_the_redis_store() {
     let args = NodeArgs::parse_from(["shardcast-node", "--kafka", "127.0.0.1:9092"]);
     assert!(matches!(
         args.resolve(),
         Err(ConfigError::Invalid { knob: "kafka", .. })
+    ));
+    let args = NodeArgs::parse_from([
+        "shardcast-node",
+        "--kafka",
+        "127.0.0.1:9092",
+        "--redis",
+        "redis://127.0.0.1:6379/0",
+    ]);
+    assert!(args.resolve().is_ok());
+}
+
+#[test]
+fn a_ring_file_must_name_this_node() {
+    use crate::ring::{Node, Ring, RingConfig};
+    let dir = std::env::temp_dir().join(format!("shardcast-ring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ring.json");
+    let ring = Ring::new(RingConfig {
+        version: 3,
+        slots: 1024,
+        nodes: vec![Node::new("a", 1.0), Node::new("b", 1.0)],
+    })
+    .unwrap();
+    std::fs::write(&path, serde_json::to_string(&ring).unwrap()).unwrap();
+    let ring_arg = path.to_str().unwrap();
+    let ok = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "b"]);
+    let config = ok.resolve().unwrap();
+    assert_eq!(config.ring_snapshot.unwrap().version(), 3);
+    let stranger = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "c"]);
+    match stranger.resolve() {
+        Err(ConfigError::Invalid { knob: "ring", why }) => assert!(why.contains("\"c\""), "{why}"),
+        other => panic!("expected a ring error, got {other:?}"),
+    }
+    std::fs::write(&path, "{not json").unwrap();
+    let broken = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "a"]);
+    assert!(matches!(
+        broken.resolve(),
+        Err(ConfigError::Invalid { knob: "ring", .. })
     ));
 }

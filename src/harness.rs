@@ -5,7 +5,8 @@
 //! The node prints one line on stdout once every listener is bound,
 //! `listening ws=ADDR metrics=ADDR`; the harness reads it, so callers can
 //! pass port 0 and learn the real ports. A [`NodeProcess`] is killed
-//! (SIGKILL) when dropped, so a failing test leaves no node behind.
+//! (SIGKILL) when dropped, so a failing test leaves no node behind; so are
+//! the [`RedisProcess`] and [`TansuProcess`] a test starts for its cluster.
 
 use std::{
     io::{self, BufRead, BufReader},
@@ -226,5 +227,97 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `tansu` Kafka-protocol broker of its own (`cargo install tansu
+/// --features dynostore`) on a free loopback port, with memory storage;
+/// killed when dropped. `TANSU_BIN` names the binary, else `tansu` on the
+/// `PATH` or in `~/.cargo/bin`.
+pub struct TansuProcess {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl TansuProcess {
+    /// Starts a broker on a free port and waits until it accepts
+    /// connections.
+    pub fn start() -> io::Result<TansuProcess> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        TansuProcess::start_on(port)
+    }
+
+    /// Starts a broker on `port` (to restart one where it was; memory
+    /// storage: it comes back empty).
+    pub fn start_on(port: u16) -> io::Result<TansuProcess> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start tansu (cargo install tansu --features dynostore): {e}"),
+                )
+            })?;
+        let mut tansu = TansuProcess { child, port };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = tansu.child.try_wait()? {
+                return Err(io::Error::other(format!("tansu exited: {status}")));
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                return Err(io::Error::other("tansu did not listen within 20 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(tansu)
+    }
+
+    /// `127.0.0.1:PORT`, for `--kafka`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL (memory storage: its records are gone).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TansuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let installed = home.map(|h| h.join(".cargo/bin/tansu"));
+    match installed {
+        Some(p) if p.is_file() => p,
+        _ => PathBuf::from("tansu"),
     }
 }

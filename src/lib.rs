@@ -8,7 +8,9 @@
 //! - [`token`]: HMAC-signed resume tokens.
 //! - [`auth`]: JWTs at the upgrade and in `refresh`, allowed origins, room
 //!   permissions from claims (pure).
-//! - [`store`]: per-user offsets and buffers (in-memory now; Redis next).
+//! - [`store`]: per-user offsets, buffers and sessions (in memory, or Redis).
+//! - [`relay`]: cross-node delivery through Kafka (a producer per core, a
+//!   consumer per node).
 //! - [`node`]: the socket node — cores, accept and hand-off, sessions,
 //!   routing, rooms, housekeeping and drain.
 //! - [`metrics`]: Prometheus names and per-core counters.
@@ -27,6 +29,7 @@ pub mod harness;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod relay;
 pub mod ring;
 pub mod store;
 pub mod sys;

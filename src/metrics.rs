@@ -227,6 +227,11 @@ impl CoreMetrics {
         self.relay_up.store(u64::from(up), Relaxed);
     }
 
+    /// True while the core's relay producer reaches the brokers.
+    pub fn relay_up(&self) -> bool {
+        self.relay_up.load(Relaxed) == 1
+    }
+
     /// Messages of this core on their way to Kafka.
     pub fn set_relay_pending(&self, n: u64) {
         self.relay_pending.store(n, Relaxed);

@@ -66,6 +66,12 @@ pub struct Common {
     #[arg(long = "target", value_name = "URL", required = true)]
     pub targets: Vec<String>,
 
+    /// A static ring snapshot (the nodes' `--ring FILE`): each user connects to
+    /// the node that owns it, at the node's `addr` (`--target` then only
+    /// checks the loopback rule and names the run's nodes in reports).
+    #[arg(long, value_name = "FILE")]
+    pub ring: Option<std::path::PathBuf>,
+
     /// Control plane URL to ask where each user lives (`/api/v1/connect`).
     /// Not implemented yet: loadgen refuses to start with it.
     #[arg(long, value_name = "URL")]

@@ -9,8 +9,10 @@
 
 use crate::cli::{Common, ScenarioCmd};
 use crate::target::{parse_source_ips, SourceIpError, Target, TargetError};
+use shardcast::ring::Ring;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -46,6 +48,9 @@ pub enum PlanError {
     /// `--wave-fraction` outside (0, 1].
     #[error("--wave-fraction must be in (0, 1]")]
     BadWaveFraction,
+    /// `--ring` cannot be read, or a node's `addr` is not a usable target.
+    #[error("--ring: {0}")]
+    Ring(String),
     /// `--jwt-secret-file` cannot be read.
     #[error("cannot read --jwt-secret-file {0}")]
     JwtSecret(String),
@@ -82,6 +87,8 @@ pub struct Plan {
     pub total_connections: u64,
     /// The HS256 secret JWTs are minted with (`--jwt-secret-file`).
     pub jwt_secret: Option<Vec<u8>>,
+    /// The static ring (`--ring`) and each of its nodes' target.
+    pub ring: Option<(Arc<Ring>, Vec<Target>)>,
 }
 
 impl Plan {
@@ -127,7 +134,12 @@ impl Plan {
             Some(id) => id.clone(),
             None => format!("{:06x}", rand::random::<u32>() & 0xFF_FFFF),
         };
+        let ring = match &c.ring {
+            None => None,
+            Some(path) => Some(load_ring(path)?),
+        };
         Ok(Self {
+            ring,
             scenario: scenario.clone(),
             targets,
             failover_targets,
@@ -239,11 +251,29 @@ impl Plan {
         &self.targets[(u % self.targets.len() as u64) as usize]
     }
 
+    /// The node that owns user `name`, by `--ring`.
+    pub fn owner_of(&self, name: &str) -> Option<&Target> {
+        let (ring, targets) = self.ring.as_ref()?;
+        Some(&targets[ring.slot_owner_index(ring.slot_of(name))])
+    }
+
     /// Failover target for pair `u`, if any were given.
     pub fn failover_for(&self, u: u64) -> Option<&Target> {
         (!self.failover_targets.is_empty())
             .then(|| &self.failover_targets[(u % self.failover_targets.len() as u64) as usize])
     }
+}
+
+fn load_ring(path: &std::path::Path) -> Result<(Arc<Ring>, Vec<Target>), PlanError> {
+    let err = |e: String| PlanError::Ring(format!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let ring: Ring = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let targets = ring
+        .nodes()
+        .iter()
+        .map(|n| Target::parse(&n.addr).map_err(|e| err(format!("node {}: {e}", n.id))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Arc::new(ring), targets))
 }
 
 /// The balanced contiguous slice of `0..total` owned by part `i` of `parts`.

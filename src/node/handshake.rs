@@ -124,6 +124,11 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             return reply(stream, refusal.response).await;
         }
     };
+    if let Target::Messaging { user, .. } = &target {
+        if let Owner::Node(node) = shard.owner(user) {
+            return reply(stream, redirect(&shard, node, req.uri().query())).await;
+        }
+    }
     match target {
         Target::Health => reply(stream, health(&shard)).await,
         Target::Echo { response } => match admit(&shard) {
@@ -147,6 +152,32 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             Err(refusal) => reply(stream, refusal).await,
         },
     }
+}
+
+/// The answer to an upgrade for a user another node owns: 307 to that
+/// node's WebSocket URL (its `addr` in the ring) with the same query, and
+/// a JSON body naming it for clients that do not follow redirects.
+fn redirect(shard: &Shard, node: usize, query: Option<&str>) -> Vec<u8> {
+    let Some((id, addr)) = shard.node_address(node).filter(|(_, a)| !a.is_empty()) else {
+        return http_response(
+            "503 Service Unavailable",
+            &[("Retry-After", "1"), ("Content-Type", "text/plain")],
+            "the user's node has no address in the ring\n",
+        );
+    };
+    let location = match query {
+        Some(q) => format!("{addr}?{q}"),
+        None => addr.to_owned(),
+    };
+    let body = serde_json::json!({"error": "wrong_node", "node": id, "wsUrl": location});
+    http_response(
+        "307 Temporary Redirect",
+        &[
+            ("Location", location.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        &format!("{body}\n"),
+    )
 }
 
 /// Admission control; `Err` is the 503 to answer with.
@@ -179,6 +210,8 @@ async fn start_messaging(
             return ws::start(shard, stream, upgrade, response, leftover);
         }
         Owner::Core(core) => core,
+        // `handle` redirected these before admission.
+        Owner::Node(_) => unreachable!("a user of another node is redirected"),
     };
     // SAFETY: dup returns a new descriptor that nothing else owns.
     let fd = unsafe { libc::dup(stream.as_raw_fd()) };

@@ -64,6 +64,12 @@ pub enum CoreMsg {
         /// `None` when durable; else the error code and message.
         error: Option<(ErrorCode, String)>,
     },
+    /// A direct message another node appended for a user the receiving
+    /// core owns (read from the relay by core 0).
+    Relayed {
+        to: Box<str>,
+        message: crate::store::StoredMessage,
+    },
     /// A room message for the receiving core's matching subscribers.
     Publish {
         room: Box<str>,

@@ -36,6 +36,7 @@ use thiserror::Error;
 use crate::{
     config::Config,
     metrics::Metrics,
+    relay,
     store::{self, CoreStore},
 };
 
@@ -65,6 +66,8 @@ pub enum NodeError {
     Signals(std::io::Error),
     #[error("store: {0}")]
     Store(String),
+    #[error("relay: {0}")]
+    Relay(String),
 }
 
 impl NodeError {
@@ -72,7 +75,7 @@ impl NodeError {
     /// with (an unreachable store or port included), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Store(_) | NodeError::Bind { .. } => 2,
+            NodeError::Store(_) | NodeError::Relay(_) | NodeError::Bind { .. } => 2,
             _ => 1,
         }
     }
@@ -90,9 +93,11 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
     Ok(socket.into())
 }
 
-/// What a core needs to build its store, and how it says it is ready.
+/// What a core needs to build its store and relay, and how it says it is
+/// ready.
 struct CoreStores {
     redis: Option<store::redis::LinkSettings>,
+    relay: Option<(relay::RelaySettings, relay::Start)>,
     ready: std::sync::mpsc::Sender<()>,
 }
 
@@ -123,6 +128,22 @@ pub fn run(config: Config) -> Result<(), NodeError> {
             Some(settings)
         }
     };
+    let relay = match relay::RelaySettings::of(&config) {
+        None => None,
+        Some(settings) => {
+            let wait = Duration::from_secs(config.kafka_wait_secs);
+            let start = relay::prepare(&settings, wait).map_err(NodeError::Relay)?;
+            tracing::info!(brokers = %settings.brokers, topic = %relay::node_topic(&config.node_id), "relay: kafka");
+            Some((settings, start))
+        }
+    };
+    if let Some(ring) = &config.ring_snapshot {
+        tracing::info!(
+            version = ring.version(),
+            nodes = ring.nodes().len(),
+            "static ring"
+        );
+    }
     let ws_listener = bind(config.listen)?;
     let ws_addr = ws_listener.local_addr().map_err(|source| NodeError::Bind {
         addr: config.listen,
@@ -174,19 +195,24 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     let online = crate::sys::online_cpus();
     let mut handles = Vec::with_capacity(cores);
     for (i, listeners) in listeners.into_iter().enumerate() {
-        let (config, metrics, mesh, drain, redis, ready) = (
+        let (config, metrics, mesh, drain, redis, relay, ready) = (
             config.clone(),
             metrics.clone(),
             mesh.clone(),
             drain.clone(),
             redis.clone(),
+            relay.clone(),
             ready_tx.clone(),
         );
         let handle = LocalExecutorBuilder::new(Placement::Fixed((config.first_cpu + i) % online))
             .name(&format!("core-{i}"))
             .ring_depth(config.ring_depth)
             .spawn(move || {
-                let stores = CoreStores { redis, ready };
+                let stores = CoreStores {
+                    redis,
+                    relay,
+                    ready,
+                };
                 core_main(i, config, stores, metrics, mesh, drain, listeners)
             })
             .map_err(|e| NodeError::Executor {
@@ -262,7 +288,12 @@ async fn core_main(
     let outbox = Rc::new(mesh::Mesh::new(me, cores));
     let store = CoreStore::for_core(&config, stores.redis.as_ref(), metrics.clone(), me);
     store.ready().await;
-    let _ = stores.ready.send(());
+    let producer = match &stores.relay {
+        None => None,
+        Some((settings, _)) => {
+            Some(relay::Producer::start(settings, metrics.clone(), me).map_err(NodeError::Relay)?)
+        }
+    };
     let config = Rc::new(config);
     let shard = Rc::new_cyclic(|weak| {
         shard::Shard::new(
@@ -271,10 +302,24 @@ async fn core_main(
             config,
             outbox.clone(),
             metrics,
-            store,
+            shard::Backends {
+                store,
+                relay: producer,
+            },
             drain,
         )
     });
+    if let (0, Some((settings, start))) = (me, stores.relay) {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let node = shard.clone();
+            if let Err(e) = relay::consume(settings, start, move |r| node.on_relayed(r)).await {
+                tracing::error!(error = %e, "relay consumer stopped");
+            }
+        })
+        .detach();
+    }
+    let _ = stores.ready.send(());
     let senders = Rc::new(senders);
     for peer in (0..cores).filter(|&p| p != me) {
         glommio::spawn_local(outbox.clone().forward(peer, senders.clone())).detach();

@@ -133,7 +133,13 @@ impl Ring {
     /// The node that owns `slot` (`slot < M`; panics otherwise).
     #[inline]
     pub fn slot_owner(&self, slot: u32) -> &Node {
-        &self.nodes[self.tables.owners[slot as usize] as usize]
+        &self.nodes[self.slot_owner_index(slot)]
+    }
+
+    /// The index in [`Ring::nodes`] of the owner of `slot`.
+    #[inline]
+    pub fn slot_owner_index(&self, slot: u32) -> usize {
+        self.tables.owners[slot as usize] as usize
     }
 
     /// The owner of `user` and, unless the ring has one node, the node the

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::protocol::DirectTemplate;
 
-use super::{Session, Store, StoreError, StoredMessage};
+use super::{Appended, Session, Store, StoreError, StoredMessage};
 
 struct UserBuffer {
     last_offset: u64,
@@ -72,12 +72,8 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn append(
-        &self,
-        user: &str,
-        message: &DirectTemplate,
-    ) -> Result<StoredMessage, StoreError> {
-        Ok(self.with_user(user, |u| {
+    async fn append(&self, user: &str, message: &DirectTemplate) -> Result<Appended, StoreError> {
+        let message = self.with_user(user, |u| {
             u.last_offset += 1;
             let msg = StoredMessage {
                 offset: u.last_offset,
@@ -89,7 +85,11 @@ impl Store for MemoryStore {
             u.messages.push_back(msg.clone());
             u.touched = Instant::now();
             msg
-        }))
+        });
+        Ok(Appended {
+            message,
+            elsewhere: None,
+        })
     }
 
     async fn read_after(&self, user: &str, after: u64) -> Result<Vec<StoredMessage>, StoreError> {
@@ -167,9 +167,9 @@ mod tests {
         let s = MemoryStore::new(10, Duration::from_secs(60));
         block_on(async {
             for want in 1..=3 {
-                assert_eq!(s.append("a", &env()).await.unwrap().offset, want);
+                assert_eq!(s.append("a", &env()).await.unwrap().message.offset, want);
             }
-            assert_eq!(s.append("b", &env()).await.unwrap().offset, 1);
+            assert_eq!(s.append("b", &env()).await.unwrap().message.offset, 1);
             assert_eq!(s.last_offset("a").await.unwrap(), 3);
         });
     }

@@ -48,6 +48,16 @@ pub struct StoredMessage {
     pub envelope: Bytes,
 }
 
+/// An appended message, and where its user's session is when that is on
+/// another node (the relay tells that node; see `crate::relay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub message: StoredMessage,
+    /// The node of the user's session, when it is not the appending node.
+    /// Always `None` in memory (one node).
+    pub elsewhere: Option<Box<str>>,
+}
+
 /// A store that could not do what was asked: nothing was made durable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
@@ -75,11 +85,7 @@ pub trait Store {
     /// `message.with_offset(offset)` to the user's buffer, dropping the
     /// oldest beyond W and refreshing the TTL — as one atomic step, so a
     /// crash cannot leave a gap or a reused offset.
-    async fn append(
-        &self,
-        user: &str,
-        message: &DirectTemplate,
-    ) -> Result<StoredMessage, StoreError>;
+    async fn append(&self, user: &str, message: &DirectTemplate) -> Result<Appended, StoreError>;
 
     /// The buffered messages of `user` with an offset above `after`, oldest
     /// first.
@@ -166,11 +172,7 @@ impl CoreStore {
 }
 
 impl Store for CoreStore {
-    async fn append(
-        &self,
-        user: &str,
-        message: &DirectTemplate,
-    ) -> Result<StoredMessage, StoreError> {
+    async fn append(&self, user: &str, message: &DirectTemplate) -> Result<Appended, StoreError> {
         dispatch!(self, s => s.append(user, message).await)
     }
 

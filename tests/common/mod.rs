@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod cluster;
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},

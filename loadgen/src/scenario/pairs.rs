@@ -80,6 +80,11 @@ impl PairCore {
         let global = self.first + u as u64;
         let plan = &self.ctx.plan;
         let failover = self.users.borrow()[u].failed_over;
+        if plan.ring.is_some() {
+            if let Some(target) = plan.owner_of(&self.names.name(global)) {
+                return (target, plan.source_for(global));
+            }
+        }
         let target = failover
             .then(|| plan.failover_for(global / 2))
             .flatten()

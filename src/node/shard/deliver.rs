@@ -23,7 +23,8 @@ use std::{future::Future, pin::Pin, rc::Rc, task::Poll, time::Instant};
 use crate::{
     metrics::DropReason,
     protocol::{DirectTemplate, ErrorCode},
-    store::{Store, StoreError, StoredMessage},
+    relay::{self, wire},
+    store::{Appended, Store, StoreError, StoredMessage},
 };
 
 use super::{
@@ -84,14 +85,51 @@ impl Shard {
         }
     }
 
-    fn apply(&self, d: LocalDirect, outcome: Result<StoredMessage, StoreError>) {
-        let outcome = outcome.map(|stored| {
-            let conn = self.users.borrow().get(&*d.to).cloned();
+    fn apply(&self, d: LocalDirect, outcome: Result<Appended, StoreError>) {
+        let appended = match outcome {
+            Ok(a) => a,
+            Err(e) => return self.answer(d.reply, Err(e.to_string())),
+        };
+        let conn = self.users.borrow().get(&*d.to).cloned();
+        let relay = match (&self.relay, &appended.elsewhere) {
+            (Some(relay), Some(node)) => Some((relay.clone(), relay::node_topic(node))),
+            _ => None,
+        };
+        let Some((relay, topic)) = relay else {
             if let Some(conn) = conn {
-                self.offer(&conn, stored, Some(d.ingress), true);
+                self.offer(&conn, appended.message, Some(d.ingress), true);
             }
-        });
-        self.answer(d.reply, outcome);
+            return self.answer(d.reply, Ok(()));
+        };
+        // The user's session is on another node: durable here, live there
+        // once the broker has the record; the ack waits for both.
+        let StoredMessage { offset, envelope } = appended.message;
+        let value = wire::direct_value(offset, &envelope);
+        if let Some(conn) = conn {
+            let stored = StoredMessage { offset, envelope };
+            self.offer(&conn, stored, Some(d.ingress), true);
+        }
+        let me = self.me.clone();
+        let LocalDirect { to, reply, .. } = d;
+        relay.send(
+            topic,
+            &to,
+            value,
+            Box::new(move |outcome| {
+                if let Some(shard) = me.upgrade() {
+                    shard.answer(reply, outcome.map_err(|e| e.to_string()));
+                }
+            }),
+        );
+    }
+
+    /// A direct message another node appended for a user of this core.
+    pub(super) fn on_relayed_direct(&self, to: &str, message: StoredMessage) {
+        self.counters().relay_received();
+        let conn = self.users.borrow().get(to).cloned();
+        if let Some(conn) = conn {
+            self.offer(&conn, message, None, false);
+        }
     }
 
     /// Queues `msg` on `conn` if it is the next offset; a message past a
@@ -145,10 +183,12 @@ impl Shard {
         .detach();
     }
 
-    fn answer(&self, reply: Reply, outcome: Result<(), StoreError>) {
+    /// Answers a sender: `Err` carries why the message is not durable (or
+    /// not relayed).
+    fn answer(&self, reply: Reply, outcome: Result<(), String>) {
         let error = outcome.err().map(|e| {
             self.counters().drop(DropReason::Unavailable);
-            (ErrorCode::Unavailable, e.to_string())
+            (ErrorCode::Unavailable, e)
         });
         match reply {
             Reply::Here { conn, id } => match error {

@@ -34,7 +34,9 @@ use rustc_hash::FxHashMap;
 use crate::{
     config::Config,
     metrics::{latency_histogram, CoreMetrics, Metrics, Rejection},
-    store::{CoreStore, Store, StoreError, StoredMessage},
+    relay::Producer,
+    ring::Ring,
+    store::{Appended, CoreStore, Store, StoreError},
 };
 
 use super::{
@@ -46,6 +48,7 @@ use super::{
 };
 
 pub use route::Owner;
+
 pub use session::unix_now;
 
 /// See the module docs.
@@ -59,6 +62,10 @@ pub struct Shard {
     mesh: Rc<Mesh>,
     metrics: Arc<Metrics>,
     store: CoreStore,
+    /// This core's Kafka producer (`--kafka`).
+    relay: Option<Rc<Producer>>,
+    /// The static ring (`--ring`) and this node's index in it.
+    ring: Option<(Arc<Ring>, usize)>,
     users: RefCell<FxHashMap<Rc<str>, Rc<Conn>>>,
     conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
     rooms: RefCell<RoomIndex>,
@@ -83,8 +90,15 @@ pub struct Shard {
     finished: RefCell<FxHashMap<u64, Finished>>,
 }
 
+/// What a core talks to outside the process: its store and, in a cluster,
+/// its relay producer.
+pub struct Backends {
+    pub store: CoreStore,
+    pub relay: Option<Rc<Producer>>,
+}
+
 /// A direct delivery whose append returned, waiting for its turn.
-type Finished = (deliver::LocalDirect, Result<StoredMessage, StoreError>);
+type Finished = (deliver::LocalDirect, Result<Appended, StoreError>);
 
 /// Size of the per-core read buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -98,9 +112,13 @@ impl Shard {
         config: Rc<Config>,
         mesh: Rc<Mesh>,
         metrics: Arc<Metrics>,
-        store: CoreStore,
+        Backends { store, relay }: Backends,
         node_drain: Arc<AtomicBool>,
     ) -> Shard {
+        let ring = config.ring_snapshot.clone().and_then(|ring| {
+            let me = ring.nodes().iter().position(|n| n.id == config.node_id)?;
+            Some((ring, me))
+        });
         let cores = mesh.cores() as u32;
         let per_core = config.handshakes_per_sec.div_ceil(cores).max(1);
         let handshake_limit = Limit {
@@ -122,6 +140,8 @@ impl Shard {
             id,
             me,
             store,
+            relay,
+            ring,
             node_id: config.node_id.as_str().into(),
             config,
             mesh,

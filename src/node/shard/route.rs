@@ -2,11 +2,13 @@
 //! another core goes.
 //!
 //! [`Shard::owner`] is the one place that decides where a user lives, as
-//! seen from this core: here, or on another core of this node (the relay
-//! adds "another node"). A direct message is made durable by the owning
-//! core (offset + buffer) before it is acked; an ack that crosses cores
-//! travels back over the mesh to the sender's core, which answers the
-//! sender's connection if it is still the same one.
+//! seen from this core: here, on another core of this node, or (by the
+//! ring) on another node. A direct message is made durable (offset +
+//! buffer) before it is acked: by the owning core for a user of this node,
+//! by this core for a user of another node, which then hears of it through
+//! the relay (see `crate::relay`). An ack that crosses cores travels back
+//! over the mesh to the sender's core, which answers the sender's
+//! connection if it is still the same one.
 
 use std::{rc::Rc, time::Instant};
 
@@ -15,6 +17,8 @@ use bytes::Bytes;
 use crate::{
     metrics::{DropReason, Path},
     protocol::{server, ClientEnvelope, DirectTemplate, ErrorCode, RoomPattern},
+    relay::{self, wire},
+    store::StoredMessage,
 };
 
 use super::{
@@ -34,15 +38,30 @@ pub enum Owner {
     Here,
     /// Another core of this node.
     Core(usize),
+    /// Another node: its index in the ring's node list.
+    Node(usize),
 }
 
 impl Shard {
     /// Where `user` is owned.
     pub fn owner(&self, user: &str) -> Owner {
+        if let Some((ring, me)) = &self.ring {
+            let node = ring.slot_owner_index(ring.slot_of(user));
+            if node != *me {
+                return Owner::Node(node);
+            }
+        }
         match shard_of(user, self.mesh.cores()) {
             core if core == self.id => Owner::Here,
             core => Owner::Core(core),
         }
+    }
+
+    /// The WebSocket URL of ring node `node` (its `addr`) and its id.
+    pub fn node_address(&self, node: usize) -> Option<(&str, &str)> {
+        let (ring, _) = self.ring.as_ref()?;
+        let n = ring.nodes().get(node)?;
+        Some((n.id.as_str(), n.addr.as_str()))
     }
 
     /// Passes an upgraded socket to the core that owns its user.
@@ -78,8 +97,14 @@ impl Shard {
                     return self.forbidden(conn, Some(&id), "the token does not allow `send`");
                 }
                 match self.owner(&to) {
-                    Owner::Here => {
-                        self.counters().message(Path::Local);
+                    owner @ (Owner::Here | Owner::Node(_)) => {
+                        let path = match owner {
+                            Owner::Here => Path::Local,
+                            _ => Path::Relay,
+                        };
+                        self.counters().message(path);
+                        // A user of another node is appended here too: the
+                        // relay only tells its node (see crate::relay).
                         local.push(LocalDirect {
                             message: DirectTemplate::new(user, &id, data.get()),
                             to: to.into(),
@@ -158,8 +183,8 @@ impl Shard {
                         },
                     );
                 }
-                self.publish_local(room.as_str(), envelope, ingress);
-                conn.push_ack(&id);
+                self.publish_local(room.as_str(), envelope.clone(), ingress);
+                self.publish_relayed(conn, room.as_str(), &id, envelope);
             }
             ClientEnvelope::Refresh { token, id } => {
                 // Verifying a signature costs tens of microseconds: refreshes
@@ -190,6 +215,69 @@ impl Shard {
     fn rate_limited(&self, conn: &Conn, id: Option<&str>) {
         self.counters().drop(DropReason::RateLimited);
         conn.push_error(ErrorCode::RateLimited, id, "rate limit exceeded, slow down");
+    }
+
+    /// Acks a publish: at once on a single node, once the broker has it
+    /// when other nodes must hear of it.
+    fn publish_relayed(&self, conn: &Rc<Conn>, room: &str, id: &str, envelope: Bytes) {
+        let Some(relay) = &self.relay else {
+            return conn.push_ack(id);
+        };
+        let Some(value) = wire::room_value(&self.node_id, &envelope) else {
+            return conn.push_error(ErrorCode::Unavailable, Some(id), "node id too long");
+        };
+        let (conn, id) = (Rc::downgrade(conn), Box::<str>::from(id));
+        relay.send(
+            relay::ROOMS_TOPIC.to_owned(),
+            room,
+            value,
+            Box::new(move |outcome| {
+                let Some(conn) = conn.upgrade() else { return };
+                match outcome {
+                    Ok(()) => conn.push_ack(&id),
+                    Err(e) => conn.push_error(ErrorCode::Unavailable, Some(&id), &e.to_string()),
+                }
+            }),
+        );
+    }
+
+    /// A record from the relay (core 0 reads them): a direct message goes
+    /// to its user's core, a room message to every core's subscribers.
+    pub fn on_relayed(&self, record: relay::Record<'_>) {
+        match record {
+            relay::Record::Direct(d) => {
+                let message = StoredMessage {
+                    offset: d.offset,
+                    envelope: Bytes::copy_from_slice(d.envelope),
+                };
+                match shard_of(d.to, self.mesh.cores()) {
+                    core if core == self.id => self.on_relayed_direct(d.to, message),
+                    core => self.mesh.send(
+                        core,
+                        CoreMsg::Relayed {
+                            to: d.to.into(),
+                            message,
+                        },
+                    ),
+                }
+            }
+            relay::Record::Room(r) => {
+                self.counters().relay_received();
+                let envelope = Bytes::copy_from_slice(r.envelope);
+                let ingress = Instant::now();
+                for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
+                    self.mesh.send(
+                        core,
+                        CoreMsg::Publish {
+                            room: r.room.into(),
+                            envelope: envelope.clone(),
+                            ingress,
+                        },
+                    );
+                }
+                self.publish_local(r.room, envelope, ingress);
+            }
+        }
     }
 
     fn publish_local(&self, room: &str, envelope: Bytes, ingress: Instant) {
@@ -255,6 +343,7 @@ impl Shard {
                 envelope,
                 ingress,
             } => self.publish_local(&room, envelope, ingress),
+            CoreMsg::Relayed { to, message } => self.on_relayed_direct(&to, message),
         }
     }
 }

@@ -35,18 +35,21 @@ use sha1::{Digest, Sha1};
 
 use crate::{config::Config, metrics::Metrics, protocol::DirectTemplate};
 
-use super::{Session, Store, StoreError, StoredMessage};
+use super::{Appended, Session, Store, StoreError, StoredMessage};
 
 pub use link::{Link, LinkSettings};
 
-/// `KEYS[1]` meta hash, `KEYS[2]` buffer list; `ARGV` head, tail, W, TTL ms.
-/// Returns the new offset.
+/// `KEYS[1]` meta hash, `KEYS[2]` buffer list; `ARGV` head, tail, W, TTL ms,
+/// the appending node. Returns the new offset, or `{offset, node}` when the
+/// user's session is on another node (which the relay then tells).
 const APPEND: &str = r#"
 local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
 redis.call('RPUSH', KEYS[2], ARGV[1] .. o .. ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local node = redis.call('HGET', KEYS[1], 'node')
+if node and node ~= ARGV[5] then return {o, node} end
 return o
 "#;
 
@@ -204,6 +207,9 @@ pub struct RedisStore {
     shas: [String; 6],
     capacity: usize,
     ttl_ms: u64,
+    /// This node's id: an append names the session's node only when it is
+    /// another one.
+    node_id: Box<str>,
 }
 
 impl RedisStore {
@@ -222,6 +228,7 @@ impl RedisStore {
             shas: SCRIPTS.map(sha1_hex),
             capacity: config.buffer_messages.max(1),
             ttl_ms: config.buffer_ttl_secs.saturating_mul(1000).max(1),
+            node_id: config.node_id.as_str().into(),
         }
     }
 
@@ -277,22 +284,32 @@ fn as_u64(v: &Value) -> Option<u64> {
 }
 
 impl Store for RedisStore {
-    async fn append(
-        &self,
-        user: &str,
-        message: &DirectTemplate,
-    ) -> Result<StoredMessage, StoreError> {
+    async fn append(&self, user: &str, message: &DirectTemplate) -> Result<Appended, StoreError> {
         let args = [
             Arg::Bytes(&message.head),
             Arg::Bytes(&message.tail),
             Arg::Num(self.capacity as u64),
             Arg::Num(self.ttl_ms),
+            Arg::Bytes(self.node_id.as_bytes()),
         ];
         let v = self.script(0, user, 2, &args).await?;
-        let offset = as_u64(&v).ok_or_else(|| reply_error("append", &v))?;
-        Ok(StoredMessage {
-            offset,
-            envelope: Bytes::from(message.with_offset(offset)),
+        let (offset, elsewhere) = match &v {
+            Value::Array(pair) => match &pair[..] {
+                [o, Value::BulkString(node)] => (
+                    as_u64(o),
+                    Some(String::from_utf8_lossy(node).into_owned().into_boxed_str()),
+                ),
+                _ => (None, None),
+            },
+            single => (as_u64(single), None),
+        };
+        let offset = offset.ok_or_else(|| reply_error("append", &v))?;
+        Ok(Appended {
+            message: StoredMessage {
+                offset,
+                envelope: Bytes::from(message.with_offset(offset)),
+            },
+            elsewhere,
         })
     }
 
