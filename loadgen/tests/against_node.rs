@@ -337,3 +337,82 @@ fn connect_with_minted_jwts_against_a_node_with_auth_jwt() {
     assert_eq!(u(&r, "/connections/established"), 0, "{r:#}");
     assert_eq!(u(&r, "/connections/failed"), 20, "{r:#}");
 }
+
+#[test]
+fn direct_across_a_three_node_cluster_with_a_killed_node_loses_nothing_acked() {
+    use shardcast::harness::TansuProcess;
+    use shardcast::ring::{Node as RingNode, Ring, RingConfig};
+    // Redis, tansu, three nodes on one static ring; loadgen connects each
+    // user to its owner (--ring). Node n1 is SIGKILLed mid-run and restarted
+    // with the same id and port; its users reconnect and resume.
+    let redis = RedisProcess::start().expect("redis-server (apt-get install -y redis-server)");
+    let tansu = TansuProcess::start().expect("tansu (cargo install tansu --features dynostore)");
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let ring = Ring::new(RingConfig {
+        version: 1,
+        slots: 4096,
+        nodes: ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut n = RingNode::new(format!("n{i}"), 1.0);
+                n.addr = format!("ws://127.0.0.1:{p}/ws");
+                n
+            })
+            .collect(),
+    })
+    .unwrap();
+    let ring_file = dir.path().join("ring.json");
+    std::fs::write(&ring_file, serde_json::to_string(&ring).unwrap()).unwrap();
+    let ring_arg = ring_file.to_str().unwrap().to_owned();
+    let start = move |i: usize| -> NodeProcess {
+        let mut command = Command::new(node_binary().unwrap());
+        command
+            .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
+            .args(["--metrics-listen", "127.0.0.1:0", "--cores", "1"])
+            .args(["--node-id", &format!("n{i}"), "--ring", &ring_arg])
+            .args(["--redis", &redis.url(), "--kafka", &tansu.brokers()])
+            .env("SHARDCAST_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit());
+        NodeProcess::start(command).expect("start a cluster node")
+    };
+    let nodes: Vec<NodeProcess> = (0..3).map(&start).collect();
+    let target = format!("ws://{}/ws", nodes[0].ws);
+    let killer = std::thread::spawn(move || {
+        let mut nodes = nodes;
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        nodes[1].kill().expect("kill n1");
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        nodes[1] = start(1);
+        // Redis and tansu live in `start`: they must outlive the run.
+        (nodes, start)
+    });
+    let r = loadgen(&[
+        "direct",
+        "--target",
+        &target,
+        "--ring",
+        ring_file.to_str().unwrap(),
+        "--duration",
+        "7",
+        "--users",
+        "90",
+        "--rate",
+        "500",
+    ]);
+    let _cluster = killer.join().unwrap();
+    assert!(u(&r, "/connections/reconnects") > 0, "{r:#}");
+    assert_eq!(u(&r, "/messages/lost_acked"), 0, "{r:#}");
+    assert_eq!(u(&r, "/messages/reordered"), 0, "{r:#}");
+    assert!(u(&r, "/messages/received") > 2_000, "{r:#}");
+}
