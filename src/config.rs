@@ -215,6 +215,10 @@ knobs! {
     /// Relay: messages a core may have on their way to Kafka; beyond it
     /// cross-node sends get `unavailable` (backpressure from a slow broker). [default: 100,000]
     relay_max_pending ("SHARDCAST_RELAY_MAX_PENDING"): usize = 100_000;
+    /// Relay: longest time the broker may hold a node's fetch when there is
+    /// nothing new, in milliseconds (a broker that answers only at this bound
+    /// adds up to it to every relayed message; a shorter one costs idle fetches). [default: 10]
+    relay_fetch_wait_ms ("SHARDCAST_RELAY_FETCH_WAIT_MS"): u64 = 10;
     /// Kafka: a message the broker has not acknowledged after this many
     /// milliseconds fails (its sender gets `unavailable`). [default: 5000]
     kafka_timeout_ms ("SHARDCAST_KAFKA_TIMEOUT_MS"): u64 = 5000;

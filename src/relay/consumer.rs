@@ -41,7 +41,10 @@ pub async fn consume(
         .set("enable.auto.offset.store", "false")
         // Latency over throughput: ask the broker to answer a fetch at
         // once when it has something, and to hold an empty one briefly.
-        .set("fetch.wait.max.ms", "10")
+        .set(
+            "fetch.wait.max.ms",
+            settings.fetch_wait.as_millis().to_string(),
+        )
         .set("fetch.error.backoff.ms", "50")
         // Should the position ever be out of range, read what is there.
         .set("auto.offset.reset", "earliest")

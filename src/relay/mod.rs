@@ -80,6 +80,7 @@ pub struct RelaySettings {
     pub linger: Duration,
     pub timeout: Duration,
     pub max_pending: usize,
+    pub fetch_wait: Duration,
 }
 
 impl RelaySettings {
@@ -91,6 +92,7 @@ impl RelaySettings {
             linger: Duration::from_micros(config.relay_linger_us),
             timeout: Duration::from_millis(config.kafka_timeout_ms),
             max_pending: config.relay_max_pending,
+            fetch_wait: Duration::from_millis(config.relay_fetch_wait_ms.max(1)),
         })
     }
 
@@ -102,7 +104,10 @@ impl RelaySettings {
                 "socket.timeout.ms",
                 self.timeout.as_millis().max(10).to_string(),
             )
-            .set("log_level", "4");
+            .set("log_level", "4")
+            // Latency: small produce and fetch requests leave at once
+            // (Nagle would hold them for the previous one's ACK).
+            .set("socket.nagle.disable", "true");
         c
     }
 }
