@@ -182,6 +182,9 @@ knobs! {
     rate_joins_burst ("SHARDCAST_RATE_JOINS_BURST"): u32 = 100;
     /// Most room subscriptions one connection may hold. [default: 64]
     max_subscriptions ("SHARDCAST_MAX_SUBSCRIPTIONS"): usize = 64;
+    /// Most connections one user may hold at once (devices, tabs); one more closes
+    /// the user's oldest with 4001. 1: the newest connection wins. [default: 8]
+    max_connections_per_user ("SHARDCAST_MAX_CONNECTIONS_PER_USER"): usize = 8;
     /// Log format: `text` or `json`. [default: text]
     log_format ("SHARDCAST_LOG_FORMAT"): LogFormat = LogFormat::Text;
     /// Redis: how long a core's pipeline waits for more commands before a flush,
@@ -387,6 +390,9 @@ impl Config {
         }
         if self.buffer_messages == 0 {
             return invalid("buffer-messages", "must be at least 1");
+        }
+        if self.max_connections_per_user == 0 {
+            return invalid("max-connections-per-user", "must be at least 1");
         }
         if self.outbound_queue == 0 {
             return invalid("outbound-queue", "must be at least 1");

@@ -112,6 +112,7 @@ pub struct CoreMetrics {
     rejected: [AtomicU64; 4],
     auth_failures: [AtomicU64; AuthReason::ALL.len()],
     reconnects: AtomicU64,
+    handoffs: AtomicU64,
     queued: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
     /// 1 while the core's store serves requests (always, in memory).
@@ -174,6 +175,11 @@ impl CoreMetrics {
     /// A client resumed with a valid token.
     pub fn reconnect(&self) {
         self.reconnects.fetch_add(1, Relaxed);
+    }
+
+    /// An upgraded socket was handed to the core that owns its user.
+    pub fn handoff(&self) {
+        self.handoffs.fetch_add(1, Relaxed);
     }
 
     /// Sets the number of messages queued on this core's connections.
@@ -355,6 +361,13 @@ impl Metrics {
             "rtc_socket_reconnects_total {}",
             self.sum(|c| &c.reconnects)
         );
+
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_handoffs_total Upgrades accepted on one core and handed to the core that owns the user."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_handoffs_total counter");
+        let _ = writeln!(w, "rtc_socket_handoffs_total {}", self.sum(|c| &c.handoffs));
 
         let _ = writeln!(
             w,

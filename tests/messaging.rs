@@ -1,6 +1,6 @@
 //! Protocol v1 through a real WebSocket client against the real binary:
 //! direct messages across cores, acks, order, offline delivery, resume,
-//! rooms with wildcards, duplicate logins.
+//! rooms with wildcards, duplicate logins (several devices: tests/devices.rs).
 
 mod common;
 
@@ -220,8 +220,9 @@ for_each_store! {
         );
     }
 
+    /// `--max-connections-per-user 1`: the newest connection wins.
     fn second_connection_of_a_user_replaces_the_first_with_4001(store) {
-        let node = store.node(&[]);
+        let node = store.node(&["--max-connections-per-user", "1"]);
         let (mut alice, _) = node.connect("alice");
         let (mut first, _) = node.connect("erin");
         alice.send_direct("erin", "m0", json!(0));

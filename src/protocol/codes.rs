@@ -113,7 +113,8 @@ pub enum CloseCode {
     StoreFailed,
     /// 1012: the node is draining (after a `reconnect` envelope).
     Draining,
-    /// 4001: the same user connected again; the newest connection wins.
+    /// 4001: the user opened more connections than `--max-connections-per-user`;
+    /// this, its oldest, was closed.
     Replaced,
     /// 4003: the connection's JWT expired and no valid `refresh` came.
     TokenExpired,

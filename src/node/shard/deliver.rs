@@ -90,25 +90,18 @@ impl Shard {
             Ok(a) => a,
             Err(e) => return self.answer(d.reply, Err(e.to_string())),
         };
-        let conn = self.users.borrow().get(&*d.to).cloned();
         let relay = match (&self.relay, &appended.elsewhere) {
             (Some(relay), Some(node)) => Some((relay.clone(), relay::node_topic(node))),
             _ => None,
         };
         let Some((relay, topic)) = relay else {
-            if let Some(conn) = conn {
-                self.offer(&conn, appended.message, Some(d.ingress), true);
-            }
+            self.offer_to_user(&d.to, appended.message, Some(d.ingress), true);
             return self.answer(d.reply, Ok(()));
         };
         // The user's session is on another node: durable here, live there
         // once the broker has the record; the ack waits for both.
-        let StoredMessage { offset, envelope } = appended.message;
-        let value = wire::direct_value(offset, &envelope);
-        if let Some(conn) = conn {
-            let stored = StoredMessage { offset, envelope };
-            self.offer(&conn, stored, Some(d.ingress), true);
-        }
+        let value = wire::direct_value(appended.message.offset, &appended.message.envelope);
+        self.offer_to_user(&d.to, appended.message, Some(d.ingress), true);
         let me = self.me.clone();
         let LocalDirect { to, reply, .. } = d;
         relay.send(
@@ -126,9 +119,23 @@ impl Shard {
     /// A direct message another node appended for a user of this core.
     pub(super) fn on_relayed_direct(&self, to: &str, message: StoredMessage) {
         self.counters().relay_received();
-        let conn = self.users.borrow().get(to).cloned();
-        if let Some(conn) = conn {
-            self.offer(&conn, message, None, false);
+        self.offer_to_user(to, message, None, false);
+    }
+
+    /// Offers `msg` to every connection of `user` (if it has any here), each
+    /// with the same offset; the envelope's bytes are shared, not copied.
+    fn offer_to_user(
+        &self,
+        user: &str,
+        msg: StoredMessage,
+        ingress: Option<Instant>,
+        appended_here: bool,
+    ) {
+        // `offer` never reaches back into `users`: the borrow may stay.
+        if let Some(u) = self.users.borrow().get(user) {
+            for conn in u.conns() {
+                self.offer(conn, msg.clone(), ingress, appended_here);
+            }
         }
     }
 

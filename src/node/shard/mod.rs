@@ -20,6 +20,7 @@ mod deliver;
 mod housekeeping;
 mod route;
 mod session;
+mod user;
 
 use std::{
     cell::{Cell, RefCell},
@@ -66,7 +67,8 @@ pub struct Shard {
     relay: Option<Rc<Producer>>,
     /// The static ring (`--ring`) and this node's index in it.
     ring: Option<(Arc<Ring>, usize)>,
-    users: RefCell<FxHashMap<Rc<str>, Rc<Conn>>>,
+    /// The users with an open session here, with their connections.
+    users: RefCell<FxHashMap<Rc<str>, user::User>>,
     conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
     rooms: RefCell<RoomIndex>,
     next_conn: Cell<u64>,
@@ -252,20 +254,27 @@ impl Shard {
         conn
     }
 
-    /// Forgets a closed connection: its user entry (if still this one), its
-    /// subscriptions, and records how far it was delivered.
+    /// Forgets a closed connection: its place among its user's connections,
+    /// its subscriptions, and records how far it was delivered.
     pub async fn close_conn(&self, conn: &Rc<Conn>) {
         self.conns.borrow_mut().remove(&conn.id);
         self.counters().connection_closed();
         let Some(user) = &conn.user else {
             return;
         };
-        {
+        // The newest connection left, if any: the session record names it.
+        let remaining = {
             let mut users = self.users.borrow_mut();
-            if users.get(user).is_some_and(|c| c.id == conn.id) {
+            let entry = users.get_mut(user);
+            let newest = entry.and_then(|u| {
+                u.remove(conn.id);
+                u.conns().last().cloned()
+            });
+            if newest.is_none() {
                 users.remove(user);
             }
-        }
+            newest
+        };
         let subs = std::mem::take(&mut *conn.subscriptions.borrow_mut());
         {
             let mut rooms = self.rooms.borrow_mut();
@@ -275,8 +284,16 @@ impl Shard {
         }
         // Best effort: without the mark, the next plain connect replays more;
         // a stale session record only names a node that no longer has it.
+        // The mark never moves back, so the user's mark is the furthest any
+        // of its connections got (see docs/protocol.md, "Several connections").
         let _ = self.store.set_delivered(user, conn.delivered()).await;
-        let _ = self.store.close_session(user, &self.session_of(conn)).await;
+        let _ = match remaining {
+            Some(newest) => {
+                let session = self.session_of(&newest);
+                self.store.open_session(user, &session).await
+            }
+            None => self.store.close_session(user, &self.session_of(conn)).await,
+        };
     }
 
     /// Records an in-node delivery latency.

@@ -66,6 +66,7 @@ impl Shard {
 
     /// Passes an upgraded socket to the core that owns its user.
     pub fn hand_off(&self, core: usize, handoff: Handoff) {
+        self.counters().handoff();
         self.mesh.send(core, CoreMsg::Handoff(Box::new(handoff)));
     }
 
@@ -330,8 +331,10 @@ impl Shard {
                 id,
                 error,
             } => {
-                let target = self.users.borrow().get(&*user).cloned();
-                if let Some(c) = target.filter(|c| c.id == conn) {
+                // Connection ids are unique on the core: the sender's
+                // connection, if it is still open, whichever of its user's.
+                let target = self.conns.borrow().get(&conn).cloned();
+                if let Some(c) = target.filter(|c| c.user.as_deref() == Some(&*user)) {
                     match error {
                         None => c.push_ack(&id),
                         Some((code, message)) => c.push_error(code, Some(&id), &message),

@@ -1,5 +1,6 @@
-//! Opening a session: the resume token, the replacement of an older
-//! connection of the same user, `welcome`, and the replay of the backlog.
+//! Opening a session: the resume token, the user's connections (the oldest
+//! is closed with 4001 past `--max-connections-per-user`), `welcome`, and
+//! the replay of the backlog.
 //!
 //! Invariant: between `begin_replay` and `end_replay` live direct messages
 //! for the user are held back on the connection, so the backlog read from the
@@ -21,8 +22,9 @@ use crate::{
 use super::{super::conn::Conn, Shard};
 
 impl Shard {
-    /// Opens `conn`'s session: replaces an older connection of the user,
-    /// checks the resume token, queues `welcome` and then the backlog.
+    /// Opens `conn`'s session: checks the resume token, adds `conn` to the
+    /// user's connections (closing the oldest over the cap), queues
+    /// `welcome` and then the backlog.
     pub async fn open_session(&self, conn: &Rc<Conn>, user: Rc<str>, resume: Option<&str>) {
         let token = match resume.map(|t| self.verify_token(t, &user)) {
             Some(Err(e)) => {
@@ -37,13 +39,21 @@ impl Shard {
             }
             None => None,
         };
-        let replaced = self.users.borrow_mut().insert(user.clone(), conn.clone());
-        // The older connection records its delivered mark only when it
-        // closes; a plain reconnect starts after what it has written so far.
-        let replaced_mark = replaced.map_or(0, |old| {
+        // The user's other connections record their delivered marks only
+        // when they close; a plain connect starts after the furthest any of
+        // them has written so far (the one it may replace included).
+        let (others_mark, replaced) = {
+            let mut users = self.users.borrow_mut();
+            let entry = users.entry(user.clone()).or_default();
+            let mark = entry.furthest_delivered();
+            (
+                mark,
+                entry.add(conn.clone(), self.config.max_connections_per_user),
+            )
+        };
+        for old in replaced {
             old.request_close(CloseCode::Replaced);
-            old.delivered()
-        });
+        }
         conn.begin_replay();
         let result: Result<(), StoreError> = async {
             let after = match &token {
@@ -52,7 +62,7 @@ impl Shard {
                 // node with another store): everything buffered is new.
                 Some(t) if t.offset > self.store.last_offset(&user).await? => 0,
                 Some(t) => t.offset,
-                None => self.store.delivered(&user).await?.max(replaced_mark),
+                None => self.store.delivered(&user).await?.max(others_mark),
             };
             conn.start_after(after);
             let signed = self.sign_token(&user, after);
