@@ -18,6 +18,7 @@ use crate::{
         AllowedOrigins, AuthMode, JwtSettings, JwtVerifier, OriginError, RoomsPolicy,
     },
     ring::Ring,
+    node::rate::{Limit, RateKinds, RateTable},
 };
 
 /// A configuration that could not be loaded.
@@ -86,6 +87,11 @@ macro_rules! knobs {
             pub origins: Option<AllowedOrigins>,
             /// The static ring loaded from `ring`, with this node in it.
             pub ring_snapshot: Option<Arc<Ring>>,
+            /// The TOML file's `[rate-limits]` table, as written.
+            pub rate_limits: Option<RateTable>,
+            /// The resolved rate limits per message kind (the built-in kinds
+            /// from the `rate_*` knobs plus `rate_limits`).
+            pub rates: RateKinds,
         }
 
         /// One layer of optional settings: flags + environment, or a TOML file.
@@ -106,12 +112,16 @@ macro_rules! knobs {
                 #[serde(default)]
                 pub $oname: Option<$oty>,
             )+
+            /// Rate limits per message kind: a TOML table only (no flag).
+            #[arg(skip)]
+            #[serde(default)]
+            pub rate_limits: Option<RateTable>,
         }
 
         impl Overrides {
             /// Takes each knob from `self`, else from `file`, else its default.
             fn merge(self, file: Overrides) -> Config {
-                Config {
+                let mut config = Config {
                     $( $name: self.$name.or(file.$name).unwrap_or_else(|| $default), )+
                     $( $oname: self.$oname.or(file.$oname), )+
                     secret: Vec::new(),
@@ -119,7 +129,13 @@ macro_rules! knobs {
                     jwt: None,
                     origins: None,
                     ring_snapshot: None,
-                }
+                    rate_limits: self.rate_limits.or(file.rate_limits),
+                    // Set from the resolved `rate_*` knobs just below.
+                    rates: RateKinds::builtin(Limit::per_sec(1, 1), Limit::per_sec(1, 1)),
+                };
+                let (messages, joins) = config.builtin_limits();
+                config.rates = RateKinds::builtin(messages, joins);
+                config
             }
         }
     };
@@ -316,6 +332,14 @@ impl NodeArgs {
         }
         let jwt_secret = read_secret(self.jwt_secret_file.as_deref(), "SHARDCAST_JWT_SECRET")?;
         config.check()?;
+        if let Some(table) = &config.rate_limits {
+            let (messages, joins) = config.builtin_limits();
+            config.rates =
+                RateKinds::new(messages, joins, table).map_err(|e| ConfigError::Invalid {
+                    knob: "rate-limits",
+                    why: e.to_string(),
+                })?;
+        }
         config.origins = match &config.allowed_origins {
             Some(list) if !list.is_empty() => Some(AllowedOrigins::parse(list)?),
             _ => None,
@@ -397,7 +421,10 @@ impl Config {
         if self.outbound_queue == 0 {
             return invalid("outbound-queue", "must be at least 1");
         }
-        if self.handshakes_per_sec == 0 || self.rate_messages_per_sec == 0 {
+        if self.handshakes_per_sec == 0
+            || self.rate_messages_per_sec == 0
+            || self.rate_joins_per_sec == 0
+        {
             return invalid("rates", "must be positive");
         }
         if !(8..=32768).contains(&self.ring_depth) || !self.ring_depth.is_power_of_two() {
@@ -458,6 +485,14 @@ impl Config {
             audience: self.jwt_audience.clone(),
             leeway_secs: self.jwt_leeway_secs,
         }))
+    }
+
+    /// The limits of the built-in kinds `messages` and `joins`.
+    fn builtin_limits(&self) -> (Limit, Limit) {
+        (
+            Limit::per_sec(self.rate_messages_per_sec, self.rate_messages_burst),
+            Limit::per_sec(self.rate_joins_per_sec, self.rate_joins_burst),
+        )
     }
 
     /// The number of executors to start.

@@ -251,6 +251,10 @@ for_each_store! {
             .filter(|r| r["code"] == "rate_limited")
             .collect();
         assert_eq!(limited.len(), 2, "{replies:?}");
+        // 1 per second: the next token within a second.
+        assert!(limited
+            .iter()
+            .all(|r| (1..=1000).contains(&r["retryAfterMs"].as_u64().unwrap())));
         assert_eq!(replies.iter().filter(|r| r["type"] == "ack").count(), 3);
         assert!(node.metric("rtc_socket_drops_total{reason=\"rate_limited\"}") >= 2.0);
     }

@@ -1,5 +1,5 @@
 //! A connection as the rest of its core sees it: identity, outbound queue,
-//! subscriptions, limits and close requests.
+//! subscriptions, credentials and close requests.
 //!
 //! Invariant: a `Conn` is touched only by the core that owns its user (it
 //! is `Rc`, never sent). Other tasks of the core push to its queue and wake
@@ -23,10 +23,7 @@ use crate::{
     store::StoredMessage,
 };
 
-use super::{
-    order::{Direct, DirectOrder, Offered},
-    rate::{Limits, TokenBucket},
-};
+use super::order::{Direct, DirectOrder, Offered};
 
 /// What [`Conn::push_direct`] did.
 #[derive(Debug, Default)]
@@ -93,8 +90,6 @@ pub struct Conn {
     order: RefCell<DirectOrder>,
     /// Subscriptions made with `join`.
     pub subscriptions: RefCell<Vec<RoomPattern>>,
-    pub messages_bucket: TokenBucket,
-    pub joins_bucket: TokenBucket,
     /// Unix second of the JWT's `exp` (`--auth jwt`); 0: never expires.
     pub expires_at: Cell<u64>,
     /// What the JWT's claims allow (`--rooms-policy claims`); `None`: open.
@@ -103,8 +98,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection with an empty queue of at most `queue_cap` messages.
-    pub fn new(id: u64, user: Option<Rc<str>>, queue_cap: usize, now: u32, limits: Limits) -> Conn {
-        let t = Instant::now();
+    pub fn new(id: u64, user: Option<Rc<str>>, queue_cap: usize, now: u32) -> Conn {
         Conn {
             id,
             user,
@@ -123,8 +117,6 @@ impl Conn {
             gapped: Cell::new(false),
             order: RefCell::default(),
             subscriptions: RefCell::default(),
-            messages_bucket: TokenBucket::full(limits.messages, t),
-            joins_bucket: TokenBucket::full(limits.joins, t),
             expires_at: Cell::new(0),
             permissions: RefCell::new(None),
         }
@@ -314,12 +306,7 @@ impl Conn {
 impl Conn {
     /// A connection of user `u` with a queue of `cap` (unit tests).
     pub(crate) fn for_test(id: u64, cap: usize) -> Conn {
-        let l = super::rate::Limit { rate: 1, burst: 1 };
-        let limits = Limits {
-            messages: l,
-            joins: l,
-        };
-        Conn::new(id, Some("u".into()), cap, 0, limits)
+        Conn::new(id, Some("u".into()), cap, 0)
     }
 }
 

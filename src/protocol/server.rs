@@ -47,6 +47,8 @@ pub enum ServerEnvelope<'a> {
         code: ErrorCode,
         id: Option<Cow<'a, str>>,
         message: Cow<'a, str>,
+        /// `rate_limited`: milliseconds until the limit allows one more.
+        retry_after_ms: Option<u64>,
     },
     /// Reconnect after `retry_after_ms` with `resume_token`, to `ws_url`
     /// when given; a close 1012 follows.
@@ -105,13 +107,19 @@ impl PartialEq for ServerEnvelope<'_> {
             ) => (room, from, id, data.get()) == (r, f, i, d.get()),
             (Ack { id }, Ack { id: i }) => id == i,
             (
-                Error { code, id, message },
+                Error {
+                    code,
+                    id,
+                    message,
+                    retry_after_ms,
+                },
                 Error {
                     code: c,
                     id: i,
                     message: m,
+                    retry_after_ms: r,
                 },
-            ) => (code, id, message) == (c, i, m),
+            ) => (code, id, message, retry_after_ms) == (c, i, m, r),
             (
                 Reconnect {
                     resume_token,
@@ -236,6 +244,7 @@ impl<'a> ServerEnvelope<'a> {
                     })?,
                     id: raw.id,
                     message: need(raw.message, "message")?,
+                    retry_after_ms: raw.retry_after_ms,
                 }
             }
             "reconnect" => ServerEnvelope::Reconnect {
@@ -274,9 +283,12 @@ impl<'a> ServerEnvelope<'a> {
                 data,
             } => DirectTemplate::new(from, id, data.get()).write(out, *offset),
             ServerEnvelope::Ack { id } => encode_ack(out, id),
-            ServerEnvelope::Error { code, id, message } => {
-                encode_error(out, *code, id.as_deref(), message)
-            }
+            ServerEnvelope::Error {
+                code,
+                id,
+                message,
+                retry_after_ms,
+            } => encode_error_after(out, *code, id.as_deref(), message, *retry_after_ms),
             ServerEnvelope::Reconnect {
                 resume_token,
                 retry_after_ms,
@@ -364,6 +376,23 @@ pub fn encode_ack(out: &mut Vec<u8>, id: &str) {
 
 /// Appends an `error` envelope.
 pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, id: Option<&str>, message: &str) {
+    encode_error_after(out, code, id, message, None)
+}
+
+/// Appends an `error` envelope `rate_limited` with `retryAfterMs`: when the
+/// user's limit of that kind allows one more.
+pub fn encode_rate_limited(out: &mut Vec<u8>, id: Option<&str>, message: &str, retry_ms: u64) {
+    encode_error_after(out, ErrorCode::RateLimited, id, message, Some(retry_ms))
+}
+
+/// Appends an `error` envelope (`id` and `retryAfterMs` only when given).
+pub fn encode_error_after(
+    out: &mut Vec<u8>,
+    code: ErrorCode,
+    id: Option<&str>,
+    message: &str,
+    retry_after_ms: Option<u64>,
+) {
     out.extend_from_slice(br#"{"type":"error","code":"#);
     json_str(out, code.as_str());
     if let Some(id) = id {
@@ -372,6 +401,10 @@ pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, id: Option<&str>, messag
     }
     out.extend_from_slice(br#","message":"#);
     json_str(out, message);
+    if let Some(ms) = retry_after_ms {
+        out.extend_from_slice(br#","retryAfterMs":"#);
+        write_u64(out, ms);
+    }
     out.push(b'}');
 }
 
@@ -426,11 +459,19 @@ mod tests {
                 code: ErrorCode::BadJson,
                 id: Some("m".into()),
                 message: "line 1\ncol 2".into(),
+                retry_after_ms: None,
             },
             ServerEnvelope::Error {
                 code: ErrorCode::Unavailable,
                 id: None,
                 message: "x".into(),
+                retry_after_ms: None,
+            },
+            ServerEnvelope::Error {
+                code: ErrorCode::RateLimited,
+                id: Some("m2".into()),
+                message: "slow".into(),
+                retry_after_ms: Some(1200),
             },
             ServerEnvelope::Reconnect {
                 resume_token: "tok".into(),

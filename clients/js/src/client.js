@@ -20,11 +20,12 @@ import { backoffDelay, Dedup } from './util.js';
 
 /** An error with a stable `code` (a node's error code, or `timeout`, `disconnected`, `bad_argument`). */
 export class ShardcastError extends Error {
-  constructor(code, message, id) {
+  constructor(code, message, id, retryAfterMs) {
     super(message ? `${code}: ${message}` : code);
     this.name = 'ShardcastError';
     this.code = code;
     if (id !== undefined) this.id = id;
+    if (retryAfterMs !== undefined) this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -460,7 +461,7 @@ export class Client {
     } else if (env.id !== undefined) {
       this._roomOps = this._roomOps.filter((id) => id !== env.id);
     }
-    const err = new ShardcastError(env.code, env.message, env.id);
+    const err = new ShardcastError(env.code, env.message, env.id, env.retryAfterMs);
     if (env.code.startsWith('token_')) {
       // The token was refused (close 1008 follows): the next attempt goes
       // without one, and the node replays after its own mark.

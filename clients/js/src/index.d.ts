@@ -109,6 +109,8 @@ export class ShardcastError extends Error {
   /** A node error code (ERROR_CODES), or `timeout`, `disconnected`, `bad_argument`, `connect_failed`, `refresh_failed`, `protocol`. */
   readonly code: string;
   readonly id?: string;
+  /** `rate_limited`: milliseconds until the user's limit of that kind allows one more. */
+  readonly retryAfterMs?: number;
 }
 
 export class ProtocolError extends Error {
@@ -137,7 +139,7 @@ export type ServerEnvelope =
   | { type: 'msg'; kind: 'direct'; from: string; id: string; offset: number; data: unknown }
   | { type: 'msg'; kind: 'room'; room: string; from: string; id: string; data: unknown }
   | { type: 'ack'; id: string }
-  | { type: 'error'; code: string; id?: string; message: string }
+  | { type: 'error'; code: string; id?: string; message: string; retryAfterMs?: number }
   | { type: 'reconnect'; resumeToken: string; retryAfterMs?: number; wsUrl?: string }
   | { type: string; unknown: true };
 

@@ -173,11 +173,13 @@ export function decode(text, { strict = false } = {}) {
       return { type: 'ack', id: v.id };
     case 'error':
       if (!str(v.code) || (strict && !ERROR_CODES.includes(v.code))) bad('code');
+      if (v.retryAfterMs !== undefined && !uint(v.retryAfterMs)) bad('retryAfterMs');
       return {
         type: 'error',
         code: v.code,
         id: str(v.id) ? v.id : undefined,
         message: str(v.message) ? v.message : '',
+        retryAfterMs: v.retryAfterMs,
       };
     case 'reconnect':
       if (!str(v.resumeToken)) bad('resumeToken');

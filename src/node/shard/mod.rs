@@ -44,7 +44,7 @@ use super::{
     conn::Conn,
     mesh::Mesh,
     notify::Notify,
-    rate::{Limit, Limits, TokenBucket},
+    rate::{Limit, TokenBucket},
     rooms::RoomIndex,
 };
 
@@ -82,7 +82,6 @@ pub struct Shard {
     scratch: RefCell<Vec<u8>>,
     handshakes: TokenBucket,
     handshake_limit: Limit,
-    limits: Limits,
     latency: RefCell<Histogram<u64>>,
     ticks: Cell<u64>,
     /// Direct deliveries: sequence numbers taken (in store command order),
@@ -123,20 +122,7 @@ impl Shard {
         });
         let cores = mesh.cores() as u32;
         let per_core = config.handshakes_per_sec.div_ceil(cores).max(1);
-        let handshake_limit = Limit {
-            rate: per_core,
-            burst: per_core,
-        };
-        let limits = Limits {
-            messages: Limit {
-                rate: config.rate_messages_per_sec,
-                burst: config.rate_messages_burst,
-            },
-            joins: Limit {
-                rate: config.rate_joins_per_sec,
-                burst: config.rate_joins_burst,
-            },
-        };
+        let handshake_limit = Limit::per_sec(per_core, per_core);
         let now = Instant::now();
         Shard {
             id,
@@ -159,9 +145,8 @@ impl Shard {
             drain_deadline: Cell::new(None),
             node_drain,
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
-            handshakes: TokenBucket::full(handshake_limit, now),
+            handshakes: TokenBucket::full(now),
             handshake_limit,
-            limits,
             latency: RefCell::new(latency_histogram()),
             ticks: Cell::new(0),
             issued: Cell::new(0),
@@ -228,7 +213,11 @@ impl Shard {
         {
             return Err(Rejection::Capacity);
         }
-        if !self.handshakes.take(self.handshake_limit, Instant::now()) {
+        if self
+            .handshakes
+            .take(self.handshake_limit, Instant::now())
+            .is_err()
+        {
             return Err(Rejection::Rate);
         }
         Ok(())
@@ -244,7 +233,6 @@ impl Shard {
             user,
             self.config.outbound_queue,
             self.clock(),
-            self.limits,
         ));
         self.conns.borrow_mut().insert(conn.id, conn.clone());
         self.counters().connection_opened();

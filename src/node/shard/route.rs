@@ -30,6 +30,7 @@ use super::{
     deliver::{LocalDirect, Reply},
     Shard,
 };
+use crate::node::rate::KindId;
 
 /// Where a user is owned, as seen from one core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +92,8 @@ impl Shard {
         };
         match envelope {
             ClientEnvelope::Send { to, id, data } => {
-                if !conn.messages_bucket.take(self.limits.messages, ingress) {
-                    return self.rate_limited(conn, Some(&id));
+                if let Err(ms) = self.spend(user, self.config.rates.send(), ingress) {
+                    return self.rate_limited(conn, Some(&id), ms);
                 }
                 if !self.permits(conn, |p| p.send) {
                     return self.forbidden(conn, Some(&id), "the token does not allow `send`");
@@ -133,8 +134,8 @@ impl Shard {
                 }
             }
             ClientEnvelope::Join { pattern, id } => {
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
-                    return self.rate_limited(conn, id.as_deref());
+                if let Err(ms) = self.spend(user, self.config.rates.join(), ingress) {
+                    return self.rate_limited(conn, id.as_deref(), ms);
                 }
                 if !self.permits(conn, |p| p.may_join(&pattern)) {
                     let message =
@@ -153,8 +154,8 @@ impl Shard {
                 }
             }
             ClientEnvelope::Leave { pattern, id } => {
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
-                    return self.rate_limited(conn, id.as_deref());
+                if let Err(ms) = self.spend(user, self.config.rates.join(), ingress) {
+                    return self.rate_limited(conn, id.as_deref(), ms);
                 }
                 conn.subscriptions.borrow_mut().retain(|p| p != &pattern);
                 self.rooms.borrow_mut().unsubscribe(&pattern, conn.id);
@@ -163,8 +164,9 @@ impl Shard {
                 }
             }
             ClientEnvelope::Publish { room, id, data } => {
-                if !conn.messages_bucket.take(self.limits.messages, ingress) {
-                    return self.rate_limited(conn, Some(&id));
+                let kind = self.config.rates.publish(room.as_str());
+                if let Err(ms) = self.spend(user, kind, ingress) {
+                    return self.rate_limited(conn, Some(&id), ms);
                 }
                 if !self.permits(conn, |p| p.may_publish(&room)) {
                     let message =
@@ -190,8 +192,8 @@ impl Shard {
             ClientEnvelope::Refresh { token, id } => {
                 // Verifying a signature costs tens of microseconds: refreshes
                 // share the join/leave bucket.
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
-                    return self.rate_limited(conn, id.as_deref());
+                if let Err(ms) = self.spend(user, self.config.rates.join(), ingress) {
+                    return self.rate_limited(conn, id.as_deref(), ms);
                 }
                 self.refresh(conn, user, &token, id.as_deref());
             }
@@ -213,9 +215,22 @@ impl Shard {
         Ok(())
     }
 
-    fn rate_limited(&self, conn: &Conn, id: Option<&str>) {
+    /// Takes a token of `kind` from `user`'s buckets; `Err` is the
+    /// milliseconds until one is there. A user without an entry has no open
+    /// session (its resume token was refused; the connection is closing):
+    /// nothing it sends is taken.
+    fn spend(&self, user: &str, kind: KindId, now: Instant) -> Result<(), u64> {
+        match self.users.borrow_mut().get_mut(user) {
+            Some(u) => u.buckets.take(&self.config.rates, kind, now),
+            None => Err(1000),
+        }
+    }
+
+    fn rate_limited(&self, conn: &Conn, id: Option<&str>, retry_after_ms: u64) {
         self.counters().drop(DropReason::RateLimited);
-        conn.push_error(ErrorCode::RateLimited, id, "rate limit exceeded, slow down");
+        conn.push_text(|o| {
+            server::encode_rate_limited(o, id, "rate limit exceeded, slow down", retry_after_ms)
+        });
     }
 
     /// Acks a publish: at once on a single node, once the broker has it

@@ -6,19 +6,26 @@
 //! outbound queue and delivered mark. Opening one more than the cap closes
 //! the oldest with 4001 (with a cap of 1: the newest connection wins).
 //!
+//! The user's rate limits live here too: its connections share them (the
+//! limits are per user, not per connection).
+//!
 //! Invariant: only the user's owning core touches its entry (the entry
 //! lives in its shard's `users` map); an entry exists exactly while the user
 //! has at least one open session on this core.
 
 use std::rc::Rc;
 
-use super::super::conn::Conn;
+use smallvec::SmallVec;
+
+use super::super::{conn::Conn, rate::Buckets};
 
 /// See the module docs.
 #[derive(Default)]
 pub struct User {
-    /// Open connections, oldest first.
-    conns: Vec<Rc<Conn>>,
+    /// Open connections, oldest first (the first one inline).
+    conns: SmallVec<[Rc<Conn>; 1]>,
+    /// The user's rate-limit buckets, shared by its connections.
+    pub buckets: Buckets,
 }
 
 impl User {

@@ -152,9 +152,9 @@ test('send resolves on ack, rejects on error with the stable code', async () => 
   assert.deepEqual(e1.data, { n: 1 });
   assert.equal(e2.id, 'my-id');
   last().serve({ type: 'ack', id: e1.id });
-  last().serve({ type: 'error', code: 'rate_limited', id: 'my-id', message: 'slow down' });
+  last().serve({ type: 'error', code: 'rate_limited', id: 'my-id', message: 'slow down', retryAfterMs: 1200 });
   assert.deepEqual(await p1, { id: e1.id, node: 'n1' });
-  await assert.rejects(p2, (e) => e instanceof ShardcastError && e.code === 'rate_limited' && e.id === 'my-id');
+  await assert.rejects(p2, (e) => e instanceof ShardcastError && e.code === 'rate_limited' && e.id === 'my-id' && e.retryAfterMs === 1200);
   assert.equal(client.pending, 0);
   await assert.rejects(client.send('not a user', 1), { code: 'bad_argument' });
   await assert.rejects(client.publish('chat.*', 1), { code: 'bad_argument' });
