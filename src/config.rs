@@ -17,8 +17,8 @@ use crate::{
         keys::{load_public_keys, KeyError},
         AllowedOrigins, AuthMode, JwtSettings, JwtVerifier, OriginError, RoomsPolicy,
     },
-    ring::Ring,
     node::rate::{Limit, RateKinds, RateTable},
+    ring::Ring,
 };
 
 /// A configuration that could not be loaded.
@@ -87,6 +87,9 @@ macro_rules! knobs {
             pub origins: Option<AllowedOrigins>,
             /// The static ring loaded from `ring`, with this node in it.
             pub ring_snapshot: Option<Arc<Ring>>,
+            /// SHA-256 of the server API key (`api_key_file`); `None`: the
+            /// API is off. Only the digest is kept, compared in constant time.
+            pub api_key: Option<[u8; 32]>,
             /// The TOML file's `[rate-limits]` table, as written.
             pub rate_limits: Option<RateTable>,
             /// The resolved rate limits per message kind (the built-in kinds
@@ -129,6 +132,7 @@ macro_rules! knobs {
                     jwt: None,
                     origins: None,
                     ring_snapshot: None,
+                    api_key: None,
                     rate_limits: self.rate_limits.or(file.rate_limits),
                     // Set from the resolved `rate_*` knobs just below.
                     rates: RateKinds::builtin(Limit::per_sec(1, 1), Limit::per_sec(1, 1)),
@@ -269,6 +273,9 @@ optional:
     /// or wildcards (`*.example.com`), comma-separated; absent: every origin.
     #[arg(value_delimiter = ',')]
     allowed_origins ("SHARDCAST_ALLOWED_ORIGINS"): Vec<String>;
+    /// A file holding the server API key (16+ bytes; `/api/v1/*` on the main port,
+    /// `Authorization: Bearer KEY`); absent: the server API is off (404).
+    api_key_file ("SHARDCAST_API_KEY_FILE"): PathBuf;
 }
 
 /// How log lines are written.
@@ -339,6 +346,20 @@ impl NodeArgs {
                     knob: "rate-limits",
                     why: e.to_string(),
                 })?;
+        }
+        if let Some(path) = config.api_key_file.clone() {
+            let key = std::fs::read(&path).map_err(|source| ConfigError::ReadSecret {
+                path: path.clone(),
+                source,
+            })?;
+            let key = key.trim_ascii();
+            if key.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    knob: "api-key-file",
+                    why: format!("{}: the key must be at least 16 bytes", path.display()),
+                });
+            }
+            config.api_key = Some(crate::node::api::key_digest(key));
         }
         config.origins = match &config.allowed_origins {
             Some(list) if !list.is_empty() => Some(AllowedOrigins::parse(list)?),

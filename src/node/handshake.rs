@@ -1,6 +1,7 @@
 //! Accepting sockets and the HTTP side of the main port: `/health`, the
-//! upgrade of `/ws` and `/echo`, admission control, and the hand-off of an
-//! upgraded socket to the core that owns its user.
+//! upgrade of `/ws` and `/echo`, admission control, the hand-off of an
+//! upgraded socket to the core that owns its user, and the server API's
+//! requests (passed to `node::api` on the accepting core).
 //!
 //! Every core accepts on its own `SO_REUSEPORT` listener (the kernel spreads
 //! connections over the cores by 4-tuple hash, with no shared accept queue
@@ -22,6 +23,7 @@ use tungstenite::handshake::server::Request;
 use crate::metrics::Rejection;
 
 use super::{
+    api::{self, ApiHead},
     http::{self, http_response, text_response, Gate, Head, Target},
     mesh::{Handoff, Session},
     shard::{unix_now, Owner, Shard},
@@ -50,11 +52,21 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// Reads one HTTP request head; `Err` carries the response to send, if any.
+/// A request head that was read.
+#[allow(clippy::large_enum_variant)] // one per request, on the stack, never stored
+pub enum Incoming {
+    /// An upgrade (or `/health`, or an unknown path).
+    Http(Request),
+    /// A server API request.
+    Api(ApiHead),
+}
+
+/// Reads one HTTP request head and the bytes read after it; `Err` carries
+/// the response to send, if any.
 pub async fn read_request(
     stream: &mut TcpStream,
     timeout: Duration,
-) -> Result<(Request, Vec<u8>), Option<Vec<u8>>> {
+) -> Result<(Incoming, Vec<u8>), Option<Vec<u8>>> {
     let mut buf = Vec::with_capacity(512);
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -65,7 +77,10 @@ pub async fn read_request(
             }
             buf.extend_from_slice(&chunk[..n]);
             match http::parse_head(&buf).map_err(Some)? {
-                Head::Complete { request, len } => return Ok((request, buf.split_off(len))),
+                Head::Complete { request, len } => {
+                    return Ok((Incoming::Http(request), buf.split_off(len)))
+                }
+                Head::Api { head, len } => return Ok((Incoming::Api(head), buf.split_off(len))),
                 Head::Partial => continue,
             }
         }
@@ -105,7 +120,10 @@ fn health(shard: &Shard) -> Vec<u8> {
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let timeout = Duration::from_secs(shard.config().handshake_timeout_secs);
     let (req, leftover) = match read_request(&mut stream, timeout).await {
-        Ok(r) => r,
+        Ok((Incoming::Http(req), leftover)) => (req, leftover),
+        Ok((Incoming::Api(head), leftover)) => {
+            return api::serve(shard, stream, head, leftover).await
+        }
         Err(Some(response)) => return reply(stream, response).await,
         Err(None) => return,
     };
@@ -244,7 +262,7 @@ pub async fn metrics_loop(shard: Rc<Shard>, listener: TcpListener) {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             let response = match read_request(&mut stream, Duration::from_secs(5)).await {
-                Ok((req, _)) if req.uri().path() == "/metrics" => http_response(
+                Ok((Incoming::Http(req), _)) if req.uri().path() == "/metrics" => http_response(
                     "200 OK",
                     &[("Content-Type", "text/plain; version=0.0.4")],
                     &shard.metrics().render(),

@@ -1,6 +1,7 @@
-//! The HTTP side of the main port, as pure functions over bytes: reading an
-//! upgrade request head, deciding what it asks for, and building the
-//! responses that refuse it. The sockets are in [`super::handshake`].
+//! The HTTP side of the main port, as pure functions over bytes: reading a
+//! request head (an upgrade, or a server API request for `node::api`),
+//! deciding what an upgrade asks for, and building the responses that
+//! refuse it. The sockets are in [`super::handshake`].
 //!
 //! Everything here takes untrusted input; it never panics on any bytes (a
 //! property test in the normal suite and a fuzz target under fuzz/ check
@@ -11,6 +12,7 @@ use tungstenite::handshake::{
     server::{create_response, write_response, Request},
 };
 
+use super::api::ApiHead;
 use crate::{
     auth::{refusal_body, AllowedOrigins, AuthError, AuthReason, Grant, JwtVerifier},
     protocol::valid_user_id,
@@ -25,14 +27,20 @@ pub enum Head {
     /// The head is complete: the request and its length in the buffer (the
     /// bytes after it are the client's first frames).
     Complete { request: Request, len: usize },
+    /// A complete server API request head (see `node::api`) and its length.
+    Api { head: ApiHead, len: usize },
     /// More bytes are needed.
     Partial,
 }
 
-/// Parses the request head at the start of `buf`; `Err` is the response
-/// to send before closing (400 for bytes that are not an HTTP GET, 431 for
-/// a head over [`MAX_REQUEST_BYTES`]).
+/// Parses the request head at the start of `buf`: a server API request
+/// (any method under `/api/`) or an upgrade; `Err` is the response to send
+/// before closing (400 for bytes that are not an HTTP GET, 431 for a head
+/// over [`MAX_REQUEST_BYTES`]).
 pub fn parse_head(buf: &[u8]) -> Result<Head, Vec<u8>> {
+    if let Some((head, len)) = super::api::parse_head(buf) {
+        return Ok(Head::Api { head, len });
+    }
     match Request::try_parse(buf) {
         Ok(Some((len, request))) => Ok(Head::Complete { request, len }),
         Ok(None) if buf.len() < MAX_REQUEST_BYTES => Ok(Head::Partial),

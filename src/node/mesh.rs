@@ -43,6 +43,28 @@ pub struct Handoff {
     pub leftover: Vec<u8>,
 }
 
+/// Who hears the outcome of a message that crossed cores: a waiter on
+/// core `core` (the core the message came from).
+#[derive(Debug)]
+pub struct Back {
+    pub core: usize,
+    pub waiter: Waiter,
+}
+
+/// A waiter for the outcome of a delivery, on its own core.
+#[derive(Debug)]
+pub enum Waiter {
+    /// Connection `conn` of user `user`, answered `ack`/`error` for `id`
+    /// if it is still open.
+    Conn {
+        user: Box<str>,
+        conn: u64,
+        id: Box<str>,
+    },
+    /// A server API request, waiting in its core's slot `slot`.
+    Api(u64),
+}
+
 /// A message from one core to another.
 pub enum CoreMsg {
     /// Take over this socket.
@@ -50,17 +72,16 @@ pub enum CoreMsg {
     /// A direct message for a user the receiving core owns.
     Direct {
         from: Box<str>,
-        from_conn: u64,
         to: Box<str>,
         id: Box<str>,
         data: Box<str>,
         ingress: Instant,
+        /// Who hears the outcome.
+        back: Back,
     },
-    /// The outcome of a `Direct`, for the sender's connection.
+    /// The outcome of a `Direct`, for its waiter on the receiving core.
     Ack {
-        user: Box<str>,
-        conn: u64,
-        id: Box<str>,
+        waiter: Waiter,
         /// `None` when durable; else the error code and message.
         error: Option<(ErrorCode, String)>,
     },
@@ -76,6 +97,15 @@ pub enum CoreMsg {
         envelope: Bytes,
         ingress: Instant,
     },
+    /// How many connections `user` (owned by the receiving core) has open;
+    /// answered with `Online` to slot `slot` of core `core` (server API).
+    OnlineQuery {
+        user: Box<str>,
+        core: usize,
+        slot: u64,
+    },
+    /// The answer to an `OnlineQuery`.
+    Online { slot: u64, connections: usize },
 }
 
 /// The sending side of one core: an outbox per peer, drained by forwarders.

@@ -9,6 +9,7 @@
 //! flag that each core notices on its next tick; the process exits when
 //! every core has drained.
 
+pub mod api;
 mod conn;
 mod handshake;
 pub mod http;
@@ -249,7 +250,8 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Says at start-up how upgrades are checked, so that an open door is seen.
+/// Says at start-up how upgrades are checked and whether the server API is
+/// on, so that an open door is seen.
 fn log_auth(config: &Config) {
     match &config.jwt {
         Some(jwt) => tracing::info!(
@@ -259,6 +261,13 @@ fn log_auth(config: &Config) {
             "auth: jwt"
         ),
         None => tracing::info!("auth: none (--auth none): any client may claim any userId"),
+    }
+    match &config.api_key_file {
+        Some(path) => tracing::info!(
+            key_file = %path.display(),
+            "server API on /api/v1 (publish, send, online), API key required"
+        ),
+        None => tracing::info!("server API off (no --api-key-file): /api/v1 answers 404"),
     }
     match &config.allowed_origins {
         Some(list) if !list.is_empty() => {

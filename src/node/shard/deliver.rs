@@ -28,7 +28,11 @@ use crate::{
 };
 
 use super::{
-    super::{conn::Conn, mesh::CoreMsg, shard_of},
+    super::{
+        conn::Conn,
+        mesh::{Back, CoreMsg},
+    },
+    api::{Answer, Slot},
     Shard,
 };
 
@@ -45,12 +49,10 @@ pub struct LocalDirect {
 pub enum Reply {
     /// The sender's connection on this core, acked with `id`.
     Here { conn: Rc<Conn>, id: Box<str> },
-    /// The sender's core: an `Ack` for connection `conn` of user `user`.
-    Core {
-        user: Box<str>,
-        conn: u64,
-        id: Box<str>,
-    },
+    /// A server API request on this core.
+    Api(Rc<Slot>),
+    /// A waiter on another core: an `Ack` travels back over the mesh.
+    Core(Back),
 }
 
 impl Shard {
@@ -190,9 +192,9 @@ impl Shard {
         .detach();
     }
 
-    /// Answers a sender: `Err` carries why the message is not durable (or
-    /// not relayed).
-    fn answer(&self, reply: Reply, outcome: Result<(), String>) {
+    /// Tells whoever waits for a delivery (or a publish) its outcome: `Err`
+    /// carries why the message is not durable (or not relayed).
+    pub(super) fn answer(&self, reply: Reply, outcome: Result<(), String>) {
         let error = outcome.err().map(|e| {
             self.counters().drop(DropReason::Unavailable);
             (ErrorCode::Unavailable, e)
@@ -202,17 +204,10 @@ impl Shard {
                 None => conn.push_ack(&id),
                 Some((code, message)) => conn.push_error(code, Some(&id), &message),
             },
-            Reply::Core { user, conn, id } => {
-                let back = shard_of(&user, self.mesh.cores());
-                self.mesh.send(
-                    back,
-                    CoreMsg::Ack {
-                        user,
-                        conn,
-                        id,
-                        error,
-                    },
-                );
+            Reply::Api(slot) => slot.fill(Answer::Done(error)),
+            Reply::Core(Back { core, waiter }) if core == self.id => self.on_ack(waiter, error),
+            Reply::Core(Back { core, waiter }) => {
+                self.mesh.send(core, CoreMsg::Ack { waiter, error });
             }
         }
     }

@@ -9,12 +9,14 @@
 //! The shard is split by concept: this file holds its state, admission and
 //! the connection registry; [`session`] opens sessions (tokens, replay);
 //! [`route`] decides where every envelope goes; [`deliver`] makes direct
-//! messages to this core's users durable, in pipelined batches; [`auth`]
+//! messages to this core's users durable, in pipelined batches; [`api`]
+//! serves the server API's sends, publishes and online queries; [`auth`]
 //! keeps each connection's token grant (refresh, permissions, expiry);
 //! [`housekeeping`] runs the periodic tick and the drain.
 //!
 //! [`CoreMsg`]: super::mesh::CoreMsg
 
+mod api;
 mod auth;
 mod deliver;
 mod housekeeping;
@@ -89,6 +91,9 @@ pub struct Shard {
     issued: Cell<u64>,
     applied: Cell<u64>,
     finished: RefCell<FxHashMap<u64, Finished>>,
+    /// Server API requests waiting for an answer from another core.
+    parked: RefCell<FxHashMap<u64, Rc<api::Slot>>>,
+    next_slot: Cell<u64>,
 }
 
 /// What a core talks to outside the process: its store and, in a cluster,
@@ -152,6 +157,8 @@ impl Shard {
             issued: Cell::new(0),
             applied: Cell::new(0),
             finished: RefCell::default(),
+            parked: RefCell::default(),
+            next_slot: Cell::new(0),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::{
 use super::{
     super::{
         conn::{Conn, Outbound},
-        mesh::{CoreMsg, Handoff},
+        mesh::{Back, CoreMsg, Handoff, Waiter},
         shard_of,
     },
     deliver::{LocalDirect, Reply},
@@ -98,40 +98,11 @@ impl Shard {
                 if !self.permits(conn, |p| p.send) {
                     return self.forbidden(conn, Some(&id), "the token does not allow `send`");
                 }
-                match self.owner(&to) {
-                    owner @ (Owner::Here | Owner::Node(_)) => {
-                        let path = match owner {
-                            Owner::Here => Path::Local,
-                            _ => Path::Relay,
-                        };
-                        self.counters().message(path);
-                        // A user of another node is appended here too: the
-                        // relay only tells its node (see crate::relay).
-                        local.push(LocalDirect {
-                            message: DirectTemplate::new(user, &id, data.get()),
-                            to: to.into(),
-                            ingress,
-                            reply: Reply::Here {
-                                conn: conn.clone(),
-                                id: id.into(),
-                            },
-                        });
-                    }
-                    Owner::Core(core) => {
-                        self.counters().message(Path::Core);
-                        self.mesh.send(
-                            core,
-                            CoreMsg::Direct {
-                                from: user.into(),
-                                from_conn: conn.id,
-                                to: to.into(),
-                                id: id.into(),
-                                data: data.get().into(),
-                                ingress,
-                            },
-                        );
-                    }
-                }
+                let reply = Reply::Here {
+                    conn: conn.clone(),
+                    id: id.as_ref().into(),
+                };
+                self.route_direct(user, &to, &id, data.get(), ingress, reply, local);
             }
             ClientEnvelope::Join { pattern, id } => {
                 if let Err(ms) = self.spend(user, self.config.rates.join(), ingress) {
@@ -175,19 +146,11 @@ impl Shard {
                 }
                 let mut out = Vec::with_capacity(64 + data.get().len());
                 server::encode_room(&mut out, room.as_str(), user, &id, data.get());
-                let envelope = Bytes::from(out);
-                for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
-                    self.mesh.send(
-                        core,
-                        CoreMsg::Publish {
-                            room: room.as_str().into(),
-                            envelope: envelope.clone(),
-                            ingress,
-                        },
-                    );
-                }
-                self.publish_local(room.as_str(), envelope.clone(), ingress);
-                self.publish_relayed(conn, room.as_str(), &id, envelope);
+                let reply = Reply::Here {
+                    conn: conn.clone(),
+                    id: id.into(),
+                };
+                self.route_publish(room.as_str(), Bytes::from(out), ingress, reply);
             }
             ClientEnvelope::Refresh { token, id } => {
                 // Verifying a signature costs tens of microseconds: refreshes
@@ -197,6 +160,95 @@ impl Shard {
                 }
                 self.refresh(conn, user, &token, id.as_deref());
             }
+        }
+    }
+
+    /// Routes a direct message from `from` to `to` (a client's `send`, or
+    /// the server API's): to this core's delivery batch `local` (see
+    /// [`Shard::deliver`]) or to the owning core; `reply` hears the outcome.
+    #[allow(clippy::too_many_arguments)] // the message's parts, borrowed
+    pub(super) fn route_direct(
+        &self,
+        from: &str,
+        to: &str,
+        id: &str,
+        data: &str,
+        ingress: Instant,
+        reply: Reply,
+        local: &mut Vec<LocalDirect>,
+    ) {
+        match self.owner(to) {
+            owner @ (Owner::Here | Owner::Node(_)) => {
+                let path = match owner {
+                    Owner::Here => Path::Local,
+                    _ => Path::Relay,
+                };
+                self.counters().message(path);
+                // A user of another node is appended here too: the relay
+                // only tells its node (see crate::relay).
+                local.push(LocalDirect {
+                    message: DirectTemplate::new(from, id, data),
+                    to: to.into(),
+                    ingress,
+                    reply,
+                });
+            }
+            Owner::Core(core) => {
+                self.counters().message(Path::Core);
+                let back = self.back(reply);
+                self.mesh.send(
+                    core,
+                    CoreMsg::Direct {
+                        from: from.into(),
+                        to: to.into(),
+                        id: id.into(),
+                        data: data.into(),
+                        ingress,
+                        back,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Routes a room message (its encoded `envelope`) to every core's
+    /// subscribers of `room` and, in a cluster, to the other nodes; `reply`
+    /// hears that it was handed over (to the broker too, when relayed).
+    pub(super) fn route_publish(
+        &self,
+        room: &str,
+        envelope: Bytes,
+        ingress: Instant,
+        reply: Reply,
+    ) {
+        for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
+            self.mesh.send(
+                core,
+                CoreMsg::Publish {
+                    room: room.into(),
+                    envelope: envelope.clone(),
+                    ingress,
+                },
+            );
+        }
+        self.publish_local(room, envelope.clone(), ingress);
+        self.publish_relayed(room, envelope, reply);
+    }
+
+    /// The waiter of `reply`, as another core names it.
+    fn back(&self, reply: Reply) -> Back {
+        let waiter = match reply {
+            Reply::Here { conn, id } => Waiter::Conn {
+                user: conn.user.as_deref().unwrap_or_default().into(),
+                conn: conn.id,
+                id,
+            },
+            Reply::Api(slot) => Waiter::Api(self.park(slot)),
+            Reply::Core(back) => return back,
+        };
+        Back {
+            core: self.id,
+            waiter,
         }
     }
 
@@ -233,25 +285,23 @@ impl Shard {
         });
     }
 
-    /// Acks a publish: at once on a single node, once the broker has it
+    /// Answers a publish: at once on a single node, once the broker has it
     /// when other nodes must hear of it.
-    fn publish_relayed(&self, conn: &Rc<Conn>, room: &str, id: &str, envelope: Bytes) {
+    fn publish_relayed(&self, room: &str, envelope: Bytes, reply: Reply) {
         let Some(relay) = &self.relay else {
-            return conn.push_ack(id);
+            return self.answer(reply, Ok(()));
         };
         let Some(value) = wire::room_value(&self.node_id, &envelope) else {
-            return conn.push_error(ErrorCode::Unavailable, Some(id), "node id too long");
+            return self.answer(reply, Err("node id too long".into()));
         };
-        let (conn, id) = (Rc::downgrade(conn), Box::<str>::from(id));
+        let me = self.me.clone();
         relay.send(
             relay::ROOMS_TOPIC.to_owned(),
             room,
             value,
             Box::new(move |outcome| {
-                let Some(conn) = conn.upgrade() else { return };
-                match outcome {
-                    Ok(()) => conn.push_ack(&id),
-                    Err(e) => conn.push_error(ErrorCode::Unavailable, Some(&id), &e.to_string()),
+                if let Some(shard) = me.upgrade() {
+                    shard.answer(reply, outcome.map_err(|e| e.to_string()));
                 }
             }),
         );
@@ -325,36 +375,24 @@ impl Shard {
             CoreMsg::Handoff(h) => super::super::ws::adopt(self, *h),
             CoreMsg::Direct {
                 from,
-                from_conn,
                 to,
                 id,
                 data,
                 ingress,
+                back,
             } => local.push(LocalDirect {
                 message: DirectTemplate::new(&from, &id, &data),
                 to,
                 ingress,
-                reply: Reply::Core {
-                    user: from,
-                    conn: from_conn,
-                    id,
-                },
+                reply: Reply::Core(back),
             }),
-            CoreMsg::Ack {
-                user,
-                conn,
-                id,
-                error,
-            } => {
-                // Connection ids are unique on the core: the sender's
-                // connection, if it is still open, whichever of its user's.
-                let target = self.conns.borrow().get(&conn).cloned();
-                if let Some(c) = target.filter(|c| c.user.as_deref() == Some(&*user)) {
-                    match error {
-                        None => c.push_ack(&id),
-                        Some((code, message)) => c.push_error(code, Some(&id), &message),
-                    }
-                }
+            CoreMsg::Ack { waiter, error } => self.on_ack(waiter, error),
+            CoreMsg::OnlineQuery { user, core, slot } => {
+                let connections = self.connections_of(&user);
+                self.mesh.send(core, CoreMsg::Online { slot, connections });
+            }
+            CoreMsg::Online { slot, connections } => {
+                self.unpark(slot, super::api::Answer::Online(connections))
             }
             CoreMsg::Publish {
                 room,
