@@ -64,6 +64,17 @@ mod tests {
     }
 
     #[test]
+    fn a_user_entry_stays_small() {
+        // Every connected user has one (docs/architecture.md, memory per
+        // idle connection): its connections inline, its buckets boxed.
+        assert!(
+            std::mem::size_of::<User>() <= 40,
+            "{}",
+            std::mem::size_of::<User>()
+        );
+    }
+
+    #[test]
     fn over_the_cap_the_oldest_connections_go() {
         let mut u = User::default();
         assert!(u.add(conn(1), 2).is_empty());
