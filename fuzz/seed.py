@@ -68,3 +68,16 @@ write(
         "POST /ws HTTP/1.1\r\n\r\n",
     ],
 )
+API_HEAD = "Host: x\r\nAuthorization: Bearer fuzz-api-key-0123456789\r\n"
+write(
+    "api_request",
+    [
+        f'POST /api/v1/send HTTP/1.1\r\n{API_HEAD}Content-Length: 38\r\n\r\n'
+        '{"to":"alice","id":"m1","data":{"a":1}}',
+        f'POST /api/v1/publish HTTP/1.1\r\n{API_HEAD}Content-Length: 45\r\n\r\n'
+        '{"room":"order:7.status","id":"e","from":"svc"}',
+        f"GET /api/v1/online?userId=a%40b HTTP/1.1\r\n{API_HEAD}\r\n",
+        "POST /api/v1/send HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+        '{"to":"bob","id":"x","data":null}',
+    ],
+)

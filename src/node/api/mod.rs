@@ -26,7 +26,7 @@
 //! with a timeout or dropped (see `shard::deliver`): only reading the body
 //! has a deadline.
 
-mod call;
+pub mod call;
 
 use std::{rc::Rc, time::Duration};
 
