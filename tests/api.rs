@@ -13,14 +13,18 @@ use std::{
     time::Duration,
 };
 
-use common::{Node, Store};
+use common::{http_request, Node, Store};
 use serde_json::{json, Value};
 
 const KEY: &str = "api-test-key-0123456789";
 
-/// A key file for this test process.
+/// A key file of its own for each node (the tests run in parallel: one
+/// shared file rewritten by each could be read half written).
 fn key_file() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("shardcast-api-key-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("shardcast-api-key-{}-{n}", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, format!("{KEY}\n")).unwrap();
     path
 }
@@ -32,18 +36,10 @@ fn api_node(store: &Store, extra: &[&str]) -> Node {
     store.node(&args)
 }
 
-/// One HTTP request, written raw; returns the status code and the JSON body.
+/// One HTTP request, written raw: the status code and the JSON body.
 fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let (status, text, json) = http_request(addr, head, body);
+    assert!(!json.is_null(), "not a JSON answer: {text}");
     (status, json)
 }
 

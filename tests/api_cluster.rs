@@ -5,39 +5,31 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::net::SocketAddr;
 
-use common::cluster::Cluster;
+use common::{cluster::Cluster, http_request};
 use serde_json::{json, Value};
 
 const KEY: &str = "api-cluster-key-0123456789";
 
 fn cluster(n: usize) -> Cluster {
-    let path = std::env::temp_dir().join(format!("shardcast-api-ckey-{}", std::process::id()));
+    // One file per cluster: the tests run in parallel.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("shardcast-api-ckey-{}-{k}", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, KEY).unwrap();
     Cluster::start(n, &["--api-key-file", path.to_str().unwrap()])
 }
 
-/// One raw HTTP request: the status, the whole response and its JSON body.
+/// One request with the API key: the status, the whole response, its JSON.
 fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
+    let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {KEY}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         Content-Length: {}\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let json = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
-    (status, text, json)
+    );
+    http_request(addr, &head, body.as_bytes())
 }
 
 #[test]

@@ -26,7 +26,12 @@ direct = { limit = 2, per-secs = 60 }
 "#;
 
 fn node_with_table() -> Node {
-    let path = std::env::temp_dir().join(format!("shardcast-rates-{}.toml", std::process::id()));
+    // A file per node: the tests run in parallel, and a shared file being
+    // rewritten could be read half written.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("shardcast-rates-{}-{n}.toml", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, TABLE).unwrap();
     let mut command = node_command(&["--config", path.to_str().unwrap()]);
     command.env_remove("SHARDCAST_CONFIG");

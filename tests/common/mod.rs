@@ -219,6 +219,25 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     (out.lines().next().unwrap_or_default().to_owned(), out)
 }
 
+/// One raw HTTP request (`head` ends with the blank line, `body` follows):
+/// the status code, the whole response, and its body as JSON (`Null` when
+/// it is not JSON).
+pub fn http_request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, text, json)
+}
+
 /// A WebSocket client speaking protocol v1.
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
