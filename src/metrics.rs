@@ -113,6 +113,9 @@ pub struct CoreMetrics {
     auth_failures: [AtomicU64; AuthReason::ALL.len()],
     reconnects: AtomicU64,
     queued: AtomicU64,
+    /// Bytes of the connections' own buffers, as of their last rest
+    /// (wrapping sum of signed changes).
+    connection_buffers: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
     /// 1 while the core's store serves requests (always, in memory).
     store_down: AtomicU64,
@@ -179,6 +182,12 @@ impl CoreMetrics {
     /// Sets the number of messages queued on this core's connections.
     pub fn set_queued(&self, n: u64) {
         self.queued.store(n, Relaxed);
+    }
+
+    /// A connection of this core now holds `delta` more (or fewer) bytes
+    /// of buffers (read, send, queue capacity) than when it last reported.
+    pub fn add_connection_buffers(&self, delta: i64) {
+        self.connection_buffers.fetch_add(delta as u64, Relaxed);
     }
 
     /// Replaces this core's latency snapshot (called once a second).
@@ -323,6 +332,18 @@ impl Metrics {
             w,
             "rtc_socket_active_connections {}",
             self.active_connections()
+        );
+
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_connection_buffer_bytes Bytes held by the connections' own \
+             read, send and queue buffers (capacity), as of each one's last rest."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_connection_buffer_bytes gauge");
+        let _ = writeln!(
+            w,
+            "rtc_socket_connection_buffer_bytes {}",
+            self.sum(|c| &c.connection_buffers)
         );
 
         let _ = writeln!(

@@ -243,6 +243,12 @@ impl Conn {
         std::mem::swap(&mut *self.queue.borrow_mut(), into);
     }
 
+    /// Entries the queue has room for without growing (what it holds in
+    /// memory while empty).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.borrow().capacity()
+    }
+
     /// Messages waiting: in the queue, or taken by the socket task and not
     /// yet written.
     pub fn queued(&self) -> usize {

@@ -1,20 +1,27 @@
 //! The socket task of one WebSocket connection, on the core that owns it.
 //!
-//! The task alternates between three things: feeding bytes read from the
-//! socket to tungstenite's frame parser and handling the messages it yields,
-//! writing what the connection's queue holds, and waiting for either more
-//! bytes or more queued work. tungstenite runs sans-IO over [`Io`], two
-//! in-memory byte buffers; the socket is read with glommio's readiness-based
-//! `poll_read` into the core's shared scratch buffer inside a single poll,
-//! so a connection that is waiting holds no read buffer at all. Outbound
-//! frames are encoded by the node straight into the send buffer, which is
-//! released once it is written if it grew large. Per-connection memory is
-//! sized on purpose: see docs/architecture.md.
+//! The task alternates between three things: reading client frames and
+//! handling the messages they complete, writing what the connection's queue
+//! holds, and waiting for either more bytes or more queued work. The socket
+//! is read with glommio's readiness-based `poll_read` into the core's shared
+//! scratch buffer, and the project's own sans-IO [`FrameReader`] reads the
+//! frames right there, inside the same poll: a frame that arrived whole is
+//! unmasked in place and handled as a slice of the scratch buffer (no copy),
+//! and only a frame cut by the end of a read is kept, by the reader, at the
+//! size of what arrived. Outbound frames are encoded by the node straight
+//! into the send buffer.
+//!
+//! Invariant: a connection at rest (waiting for bytes or work) holds no
+//! buffer: no read buffer (the reader keeps only a frame cut by the end of a
+//! read), no send buffer (released once written: one allocation per write,
+//! cheap next to the `send(2)` it feeds) and no outbound queue capacity.
+//! Whatever a large message needed is released before the task waits again. What it holds is reported to the
+//! `rtc_socket_connection_buffer_bytes` gauge each time it comes to rest.
+//! Per-connection memory is sized on purpose: see docs/architecture.md.
 
 use std::{
     collections::VecDeque,
     future::poll_fn,
-    io::{self, Read, Write},
     os::fd::{FromRawFd, IntoRawFd},
     pin::Pin,
     rc::Rc,
@@ -24,24 +31,19 @@ use std::{
 
 use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
-use tungstenite::{
-    error::Error as WsError,
-    protocol::{
-        frame::coding::CloseCode as WsCloseCode, CloseFrame, Role, WebSocketConfig,
-        WebSocketContext,
-    },
-    Message,
-};
 
 use crate::protocol::{
-    frame::{write_close, write_frame, OP_BINARY, OP_PING, OP_TEXT},
+    frame::{
+        write_close, write_frame, FrameReader, Message, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
+        OP_TEXT,
+    },
     server, CloseCode, ErrorCode,
 };
 
 use super::{
     conn::{Conn, Outbound},
     mesh::{Handoff, Session},
-    shard::Shard,
+    shard::{LocalDirect, Shard},
 };
 
 /// What an upgrade request asked for.
@@ -58,73 +60,6 @@ enum Endpoint {
     Messaging(Rc<str>),
     /// `/echo`: every message is sent back as it came.
     Echo,
-}
-
-/// tungstenite reads at most this many bytes per call from [`Io`]; it is
-/// also the initial capacity of its read buffer, the one buffer an idle
-/// connection keeps. Reads from `Io` are memory copies, so small is cheap.
-const PARSER_CHUNK: usize = 256;
-/// Receive buffers that grew past this are released once empty, not kept.
-const KEEP_BYTES: usize = 4096;
-/// Send buffers that grew past this are released once written: idle
-/// connections keep at most this much (the handshake's 101 and `welcome`
-/// alone are bigger, so they never stay).
-const KEEP_TX_BYTES: usize = 256;
-
-/// The bytes between the socket and tungstenite.
-struct Io {
-    rx: Vec<u8>,
-    pos: usize,
-    tx: Vec<u8>,
-}
-
-impl Read for Io {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = &self.rx[self.pos..];
-        if avail.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for Io {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Io {
-    /// Forgets consumed input; frees the buffer if it grew and is now empty.
-    fn compact(&mut self) {
-        if self.pos == self.rx.len() {
-            if self.rx.capacity() > KEEP_BYTES {
-                self.rx = Vec::new();
-            } else {
-                self.rx.clear();
-            }
-            self.pos = 0;
-        } else if self.pos > 0 {
-            self.rx.drain(..self.pos);
-            self.pos = 0;
-        }
-    }
-
-    fn sent(&mut self) {
-        if self.tx.capacity() > KEEP_TX_BYTES {
-            self.tx = Vec::new();
-        } else {
-            self.tx.clear();
-        }
-    }
 }
 
 /// Takes over a socket handed over by another core.
@@ -160,47 +95,39 @@ pub fn start(
             (conn, Endpoint::Messaging(user), session.resume)
         }
     };
-    let io = Io {
-        rx: leftover,
-        pos: 0,
-        tx: response,
-    };
     glommio::spawn_local(connection(
         shard.clone(),
         conn,
         stream,
-        io,
+        response,
+        leftover,
         endpoint,
         resume,
     ))
     .detach();
 }
 
+/// What reading a batch of bytes came to.
 enum Flow {
     Continue,
+    /// The client sent a close frame (answered, unless we closed first).
     PeerClosed,
+    /// The socket reached its end or failed.
+    Gone,
+    /// The client broke the protocol: close with this code.
     Fail(CloseCode),
 }
 
-fn ws_config(max_message: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(PARSER_CHUNK)
-        // Frames tungstenite writes itself (pongs, close replies) go straight
-        // to `Io`; our own frames never pass through it.
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
-}
-
 /// The socket task. Its future is what an idle connection costs, so what
-/// runs once (opening and closing the session, handling a batch of frames)
-/// is boxed, and everything lives in this one future: a wrapper future would
-/// store the stream and buffers a second time.
+/// runs once (opening and closing the session, delivering a batch of direct
+/// messages) is boxed, and everything lives in this one future: a wrapper
+/// future would store the stream and buffers a second time.
 async fn connection(
     shard: Rc<Shard>,
     conn: Rc<Conn>,
     mut stream: TcpStream,
-    mut io: Io,
+    tx: Vec<u8>,
+    leftover: Vec<u8>,
     endpoint: Endpoint,
     resume: Option<String>,
 ) {
@@ -211,88 +138,133 @@ async fn connection(
         open.await;
     }
     drop(resume);
-    serve(&shard, &conn, &mut stream, &mut io, &endpoint).await;
+    let config = shard.config();
+    let max = match endpoint {
+        Endpoint::Messaging(_) => config.max_message_bytes,
+        Endpoint::Echo => config.echo_max_message_bytes,
+    };
+    let mut socket = Socket {
+        reader: FrameReader::new(max),
+        tx,
+        closing: false,
+        held: 0,
+    };
+    serve(&shard, &conn, &mut stream, &mut socket, leftover, &endpoint).await;
+    socket.report_held(&shard, 0);
     let close = Box::pin(shard.close_conn(&conn));
     close.await;
+}
+
+/// The socket task's own state besides the stream.
+struct Socket {
+    reader: FrameReader,
+    /// Frames encoded and not yet written.
+    tx: Vec<u8>,
+    /// We sent a close frame: what the client sends now is read only for
+    /// its close reply (data frames are no longer handled).
+    closing: bool,
+    /// Buffer bytes last reported to the gauge.
+    held: usize,
+}
+
+impl Socket {
+    /// Forgets written bytes and frees their buffer.
+    fn sent(&mut self) {
+        self.tx = Vec::new();
+    }
+
+    /// Moves the core's buffer gauge by the change since the last report.
+    fn report_held(&mut self, shard: &Shard, now: usize) {
+        if now != self.held {
+            shard
+                .counters()
+                .add_connection_buffers(now as i64 - self.held as i64);
+            self.held = now;
+        }
+    }
 }
 
 async fn serve(
     shard: &Shard,
     conn: &Rc<Conn>,
     stream: &mut TcpStream,
-    io: &mut Io,
+    socket: &mut Socket,
+    mut leftover: Vec<u8>,
     endpoint: &Endpoint,
 ) {
     let config = shard.config();
-    let max = match endpoint {
-        Endpoint::Messaging(_) => config.max_message_bytes,
-        Endpoint::Echo => config.echo_max_message_bytes,
-    };
     // A client that stops reading must not pin the connection forever.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(config.idle_timeout_secs)));
     let _ = stream.set_nodelay(true);
-    let mut ws = WebSocketContext::new(Role::Server, Some(ws_config(max)));
     let mut queue = VecDeque::new();
-    let mut closing = false;
-    let mut input = !io.rx.is_empty();
+    let mut local = Vec::new();
+    // Bytes the client sent right behind its upgrade request.
+    let mut flow = read_input(
+        shard,
+        conn,
+        socket,
+        endpoint,
+        &mut leftover,
+        &mut local,
+        Instant::now(),
+    );
+    drop(leftover);
     loop {
-        if input {
-            input = false;
-            // Boxed: the handler's state (envelope routing, store calls) is
-            // large and only alive while a batch is handled; inline, every
-            // idle connection's task would carry it.
-            let frames = Box::pin(read_frames(shard, conn, &mut ws, io, endpoint));
-            let flow = frames.await;
-            io.compact();
-            match flow {
-                Flow::Continue => {
-                    let _ = ws.flush(io);
+        if !local.is_empty() {
+            // Boxed: the delivery's state (store calls, routing) is large and
+            // alive only while a batch is delivered; inline, every idle
+            // connection's task would carry it. What was read before the flow
+            // ended is delivered either way.
+            let deliver = Box::pin(shard.deliver(std::mem::take(&mut local)));
+            deliver.await;
+        }
+        match flow {
+            Flow::Continue => {}
+            Flow::Gone => return,
+            Flow::PeerClosed => {
+                let _ = stream.write_all(&socket.tx).await;
+                return;
+            }
+            Flow::Fail(code) => {
+                if !socket.closing {
+                    write_close(&mut socket.tx, code.code(), code.reason());
                 }
-                Flow::PeerClosed => {
-                    let _ = ws.flush(io);
-                    let _ = stream.write_all(&io.tx).await;
-                    return;
-                }
-                Flow::Fail(code) => {
-                    write_close(&mut io.tx, code.code(), code.reason());
-                    let _ = stream.write_all(&io.tx).await;
-                    return;
-                }
+                let _ = stream.write_all(&socket.tx).await;
+                return;
             }
         }
         conn.take_queue(&mut queue);
-        if closing {
+        if socket.closing {
             queue.clear();
         }
         // Encoded but not yet written, they still count as queued (the
         // node-wide queue-depth cap is about the memory they hold).
         conn.set_unsent(queue.len());
         for item in queue.drain(..) {
-            encode(shard, conn, item, &mut io.tx);
+            encode(shard, conn, item, &mut socket.tx);
         }
-        if queue.capacity() > 64 {
+        // The queue is swapped with the connection's on every take, so
+        // releasing this one leaves neither side with capacity at rest.
+        if queue.capacity() > 0 {
             queue = VecDeque::new();
         }
-        if !closing {
+        if !socket.closing {
             if let Some(code) = conn.take_close() {
-                closing = true;
-                let frame = CloseFrame {
-                    code: WsCloseCode::from(code.code()),
-                    reason: code.reason().into(),
-                };
-                if ws.close(io, Some(frame)).is_err() {
-                    write_close(&mut io.tx, code.code(), code.reason());
-                }
-                let _ = ws.flush(io);
+                socket.closing = true;
+                write_close(&mut socket.tx, code.code(), code.reason());
             }
         }
-        if !io.tx.is_empty() {
-            if stream.write_all(&io.tx).await.is_err() {
+        if !socket.tx.is_empty() {
+            if stream.write_all(&socket.tx).await.is_err() {
                 return;
             }
-            io.sent();
+            socket.sent();
         }
         conn.set_unsent(0);
+        let held = socket.reader.buffered_capacity()
+            + socket.tx.capacity()
+            + conn.queue_capacity() * std::mem::size_of::<Outbound>();
+        socket.report_held(shard, held);
         let deadline = conn.deadline.get();
         let expired = || deadline.is_some_and(|d| shard.clock() >= d);
         if expired() {
@@ -305,25 +277,85 @@ async fn serve(
             conn.set_waker(cx.waker());
             let mut scratch = shard.scratch().borrow_mut();
             match Pin::new(&mut *stream).poll_read(cx, &mut scratch) {
-                Poll::Ready(Ok(n)) => {
-                    io.rx.extend_from_slice(&scratch[..n]);
-                    Poll::Ready(Some(n))
-                }
-                Poll::Ready(Err(_)) => Poll::Ready(Some(0)),
+                Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(Some(Flow::Gone)),
+                // Read right here, while the bytes are in the scratch buffer.
+                Poll::Ready(Ok(n)) => Poll::Ready(Some(read_input(
+                    shard,
+                    conn,
+                    socket,
+                    endpoint,
+                    &mut scratch[..n],
+                    &mut local,
+                    Instant::now(),
+                ))),
                 Poll::Pending => Poll::Pending,
             }
         })
         .await;
         match read {
-            Some(0) => return,
-            Some(_) => {
-                input = true;
+            Some(Flow::Gone) => return,
+            Some(f) => {
+                flow = f;
                 conn.last_seen.set(shard.clock());
                 conn.ping_sent.set(false);
             }
-            None => {}
+            None => flow = Flow::Continue,
         }
         glommio::yield_if_needed().await;
+    }
+}
+
+/// Reads the frames in `input` and handles every message they complete:
+/// envelopes are routed (direct messages for this core are collected into
+/// `local`, delivered by the caller), echoes, pongs and the close reply are
+/// encoded into the send buffer.
+fn read_input(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    socket: &mut Socket,
+    endpoint: &Endpoint,
+    input: &mut [u8],
+    local: &mut Vec<LocalDirect>,
+    ingress: Instant,
+) -> Flow {
+    if input.is_empty() {
+        return Flow::Continue;
+    }
+    let closing = socket.closing;
+    let tx = &mut socket.tx;
+    let mut peer_closed = false;
+    let read = socket.reader.feed(input, &mut |message| match message {
+        Message::Close(close) => {
+            peer_closed = true;
+            if !closing {
+                // The reply echoes the client's code (RFC 6455 §5.5.1).
+                match close {
+                    Some((code, _)) => write_close(tx, code, ""),
+                    None => write_frame(tx, OP_CLOSE, b""),
+                }
+            }
+        }
+        // After our close frame only the client's close reply matters.
+        _ if closing => {}
+        Message::Text(text) => match endpoint {
+            Endpoint::Messaging(user) => shard.on_text(conn, user, text, ingress, local),
+            Endpoint::Echo => write_frame(tx, OP_TEXT, text.as_bytes()),
+        },
+        Message::Binary(data) => match endpoint {
+            Endpoint::Echo => write_frame(tx, OP_BINARY, data),
+            Endpoint::Messaging(_) => conn.push_error(
+                ErrorCode::BinaryNotSupported,
+                None,
+                "send JSON envelopes in text frames",
+            ),
+        },
+        Message::Ping(payload) => write_frame(tx, OP_PONG, payload),
+        Message::Pong(_) => {}
+    });
+    match read {
+        Err(e) => Flow::Fail(e.close_code()),
+        Ok(()) if peer_closed => Flow::PeerClosed,
+        Ok(()) => Flow::Continue,
     }
 }
 
@@ -356,44 +388,4 @@ fn encode(shard: &Shard, conn: &Conn, item: Outbound, tx: &mut Vec<u8>) {
             write_frame(tx, OP_TEXT, &out);
         }
     }
-}
-
-/// Parses every complete message in `io.rx` and handles it.
-async fn read_frames(
-    shard: &Shard,
-    conn: &Rc<Conn>,
-    ws: &mut WebSocketContext,
-    io: &mut Io,
-    endpoint: &Endpoint,
-) -> Flow {
-    let ingress = Instant::now();
-    let mut local = Vec::new();
-    let flow = loop {
-        match ws.read(io) {
-            Ok(Message::Text(text)) => match endpoint {
-                Endpoint::Messaging(user) => {
-                    shard.on_text(conn, user, text.as_str(), ingress, &mut local)
-                }
-                Endpoint::Echo => write_frame(&mut io.tx, OP_TEXT, text.as_bytes()),
-            },
-            Ok(Message::Binary(data)) => match endpoint {
-                Endpoint::Echo => write_frame(&mut io.tx, OP_BINARY, &data),
-                Endpoint::Messaging(_) => conn.push_error(
-                    ErrorCode::BinaryNotSupported,
-                    None,
-                    "send JSON envelopes in text frames",
-                ),
-            },
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Ok(Message::Close(_)) => break Flow::PeerClosed,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break Flow::Continue,
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => break Flow::PeerClosed,
-            Err(WsError::Capacity(_)) => break Flow::Fail(CloseCode::TooBig),
-            Err(WsError::Utf8(_)) => break Flow::Fail(CloseCode::InvalidUtf8),
-            Err(_) => break Flow::Fail(CloseCode::ProtocolError),
-        }
-    };
-    // What was read before the flow ended is delivered either way.
-    shard.deliver(local).await;
-    flow
 }

@@ -47,6 +47,7 @@ use super::{
     rooms::RoomIndex,
 };
 
+pub use deliver::LocalDirect;
 pub use route::Owner;
 
 pub use session::unix_now;
