@@ -47,7 +47,6 @@ use super::{
     rooms::RoomIndex,
 };
 
-pub use deliver::LocalDirect;
 pub use route::Owner;
 
 pub use session::unix_now;

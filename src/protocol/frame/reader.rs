@@ -7,15 +7,17 @@
 //! inside the input is reported as a slice of the input itself: no copy. Only
 //! what cannot be reported yet is kept, and only as much of it as arrived:
 //!
-//! - the bytes of an incomplete frame header (at most 14, inline);
 //! - the payload so far of an incomplete or fragmented data message
 //!   (`message`, unmasked, UTF-8 checked as it arrives for text);
-//! - the payload so far of an incomplete control frame (≤ 125 bytes).
+//! - the bytes of an incomplete frame header (at most 14) or the payload so
+//!   far of an incomplete control frame (at most 125), in one small box
+//!   (`spill`) that exists only while one of them is pending.
 //!
 //! Invariants:
-//! - Between two messages the reader holds no heap memory: `message` and
-//!   `control` are released (not cleared) once their message is reported,
-//!   so one large message never leaves a large buffer behind.
+//! - Between two frames the reader holds no heap memory: `message` is
+//!   released (not cleared) once its message is reported, so one large
+//!   message never leaves a large buffer behind, and `spill` is dropped as
+//!   soon as its header or control frame is complete.
 //! - `message` never grows past `max_message`: a frame whose declared length
 //!   would take the message over it is refused from its header alone
 //!   ([`FrameError::MessageTooBig`], close 1009) before any payload is kept.
@@ -106,15 +108,27 @@ pub enum Message<'a> {
 }
 
 /// The frame whose header has been read and whose payload is arriving.
+/// Lengths fit in 32 bits: a data frame is at most `max_message` (itself
+/// at most `u32::MAX`), a control frame at most 125 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Partial {
     opcode: u8,
     fin: bool,
     mask: [u8; 4],
     /// Payload bytes read so far (the mask's phase).
-    done: u64,
+    done: u32,
     /// Payload bytes still to come.
-    left: u64,
+    left: u32,
+}
+
+/// What a read cut short besides data payload: a frame header, or a
+/// control frame's payload (never both: a header is pending only between
+/// frames).
+#[derive(Debug)]
+struct Spill {
+    head: [u8; MAX_HEADER],
+    control_len: u8,
+    control: [u8; MAX_CONTROL],
 }
 
 /// The kind of the data message being assembled.
@@ -126,18 +140,20 @@ enum Open {
 }
 
 /// The reader of one connection's client frames; see the module docs.
+/// Every idle connection keeps one, so it is kept small (64 bytes): 32-bit
+/// lengths, and the rare cut header or control frame boxed.
 #[derive(Debug)]
 pub struct FrameReader {
-    head: [u8; MAX_HEADER],
+    /// Bytes of a cut header in `spill.head`.
     head_len: u8,
     open: Open,
     finished: bool,
     frame: Option<Partial>,
     /// Bytes of `message` already known to be valid UTF-8 (text only).
-    checked: usize,
-    max_message: usize,
+    checked: u32,
+    max_message: u32,
     message: Vec<u8>,
-    control: Vec<u8>,
+    spill: Option<Box<Spill>>,
 }
 
 /// A parsed frame header.
@@ -156,10 +172,11 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 impl FrameReader {
-    /// A reader that refuses messages over `max_message` bytes.
+    /// A reader that refuses messages over `max_message` bytes (at most
+    /// `u32::MAX`: larger limits are cut to it).
     pub fn new(max_message: usize) -> FrameReader {
+        let max_message = max_message.min(u32::MAX as usize) as u32;
         FrameReader {
-            head: [0; MAX_HEADER],
             head_len: 0,
             open: Open::None,
             finished: false,
@@ -167,14 +184,14 @@ impl FrameReader {
             checked: 0,
             max_message,
             message: Vec::new(),
-            control: Vec::new(),
+            spill: None,
         }
     }
 
     /// Heap bytes the reader holds now (capacity, not length): what a
     /// pending partial message costs. 0 between messages.
     pub fn buffered_capacity(&self) -> usize {
-        self.message.capacity() + self.control.capacity()
+        self.message.capacity() + self.spill.as_ref().map_or(0, |_| size_of::<Spill>())
     }
 
     /// True once a close frame or an error ended the stream.
@@ -222,14 +239,14 @@ impl FrameReader {
             if frame.left > 0 && input.is_empty() {
                 return Ok(());
             }
-            let take = frame.left.min(input.len() as u64) as usize;
+            let take = (frame.left as usize).min(input.len());
             let (chunk, rest) = std::mem::take(&mut input).split_at_mut(take);
             input = rest;
             unmask(chunk, frame.mask, frame.done);
-            let left = frame.left - take as u64;
+            let left = frame.left - take as u32;
             let first = frame.done == 0;
             self.frame = (left > 0).then_some(Partial {
-                done: frame.done + take as u64,
+                done: frame.done + take as u32,
                 left,
                 ..frame
             });
@@ -254,15 +271,17 @@ impl FrameReader {
                 return Ok(len);
             }
             // Shorter than MAX_HEADER, or it would have parsed.
-            self.head[..input.len()].copy_from_slice(input);
+            self.spill().head[..input.len()].copy_from_slice(input);
             self.head_len = input.len() as u8;
             return Ok(input.len());
         }
         let take = (MAX_HEADER - have).min(input.len());
-        self.head[have..have + take].copy_from_slice(&input[..take]);
-        match parse_header(&self.head[..have + take])? {
+        let head = &mut self.spill().head;
+        head[have..have + take].copy_from_slice(&input[..take]);
+        match parse_header(&head[..have + take])? {
             Some((header, len)) => {
                 self.head_len = 0;
+                self.spill = None;
                 self.begin(header)?;
                 Ok(len - have)
             }
@@ -288,8 +307,8 @@ impl FrameReader {
         }
         if h.opcode & 0x8 == 0 {
             let total = (self.message.len() as u64).saturating_add(h.len);
-            if total > self.max_message as u64 {
-                return Err(FrameError::MessageTooBig(self.max_message));
+            if total > u64::from(self.max_message) {
+                return Err(FrameError::MessageTooBig(self.max_message as usize));
             }
         }
         self.frame = Some(Partial {
@@ -297,7 +316,8 @@ impl FrameReader {
             fin: h.fin,
             mask: h.mask,
             done: 0,
-            left: h.len,
+            // At most `max_message` (checked above) or 125 (a control frame).
+            left: h.len as u32,
         });
         Ok(())
     }
@@ -309,7 +329,7 @@ impl FrameReader {
         fin: bool,
         chunk: &[u8],
         first: bool,
-        left: u64,
+        left: u32,
         on: &mut dyn FnMut(Message<'_>),
     ) -> Result<(), FrameError> {
         let text = self.open == Open::Text;
@@ -326,11 +346,11 @@ impl FrameReader {
         }
         self.append(chunk, if fin { Some(left) } else { None });
         if text {
-            match std::str::from_utf8(&self.message[self.checked..]) {
-                Ok(_) => self.checked = self.message.len(),
+            match std::str::from_utf8(&self.message[self.checked as usize..]) {
+                Ok(_) => self.checked = self.message.len() as u32,
                 // A character cut by the end of the bytes so far: its start
                 // is valid, the rest is checked when it arrives.
-                Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+                Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to() as u32,
                 Err(_) => return Err(FrameError::InvalidUtf8),
             }
         }
@@ -354,14 +374,14 @@ impl FrameReader {
     /// the end of the message when the frame is the last one (`last` = the
     /// bytes still to come) nor past the size limit: a large message that
     /// arrives slowly is held at about the size of what arrived.
-    fn append(&mut self, chunk: &[u8], last: Option<u64>) {
+    fn append(&mut self, chunk: &[u8], last: Option<u32>) {
         let need = self.message.len() + chunk.len();
         if need > self.message.capacity() {
             let mut target = need.max(self.message.capacity() * 2).max(256);
             if let Some(left) = last {
                 target = target.min(need.saturating_add(left as usize));
             }
-            target = target.min(self.max_message).max(need);
+            target = target.min(self.max_message as usize).max(need);
             self.message.reserve_exact(target - self.message.len());
         }
         self.message.extend_from_slice(chunk);
@@ -379,12 +399,16 @@ impl FrameReader {
         if first && complete {
             return self.report_control(opcode, chunk, on);
         }
-        self.control.extend_from_slice(chunk);
+        let buf = self.spill();
+        // The header check keeps a control frame within 125 bytes.
+        let at = buf.control_len as usize;
+        buf.control[at..at + chunk.len()].copy_from_slice(chunk);
+        buf.control_len += chunk.len() as u8;
         if !complete {
             return Ok(());
         }
-        let payload = std::mem::take(&mut self.control);
-        self.report_control(opcode, &payload, on)
+        let buf = self.spill.take().expect("just filled");
+        self.report_control(opcode, &buf.control[..buf.control_len as usize], on)
     }
 
     fn report_control(
@@ -421,8 +445,19 @@ impl FrameReader {
     /// Releases every buffer (after a message, an error or a close).
     fn release(&mut self) {
         self.message = Vec::new();
-        self.control = Vec::new();
+        self.spill = None;
         self.checked = 0;
+    }
+
+    /// The spill box, made when first needed.
+    fn spill(&mut self) -> &mut Spill {
+        self.spill.get_or_insert_with(|| {
+            Box::new(Spill {
+                head: [0; MAX_HEADER],
+                control_len: 0,
+                control: [0; MAX_CONTROL],
+            })
+        })
     }
 }
 
@@ -494,7 +529,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<(Header, usize)>, FrameError> {
 }
 
 /// XORs `data` with `mask`, starting at payload offset `done`.
-fn unmask(data: &mut [u8], mask: [u8; 4], done: u64) {
+fn unmask(data: &mut [u8], mask: [u8; 4], done: u32) {
     let phase = (done % 4) as usize;
     let m = [
         mask[phase],

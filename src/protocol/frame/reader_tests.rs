@@ -493,3 +493,28 @@ proptest! {
         prop_assert_eq!(read_in(&bytes, bytes.len(), 1000), read_in(&bytes, step, 1000));
     }
 }
+
+#[test]
+fn a_cut_header_or_control_frame_is_held_only_until_it_completes() {
+    let mut reader = FrameReader::new(1 << 20);
+    let mut got = Vec::new();
+    let mut bytes = frame(0x81, &[b'a'; 300]); // 2 + 2 + 4 header bytes
+    bytes.extend(frame(0x89, b"ping!"));
+    let (head, rest) = bytes.split_at_mut(3);
+    reader.feed(head, &mut |m| got.push(Got::from(m))).unwrap();
+    assert!(reader.buffered_capacity() > 0, "3 header bytes are kept");
+    // The header completes, the payload and the ping's header and first
+    // payload byte arrive: only the cut ping is kept.
+    let (mid, last) = rest.split_at_mut(rest.len() - 4);
+    reader.feed(mid, &mut |m| got.push(Got::from(m))).unwrap();
+    assert_eq!(got, vec![Got::Text("a".repeat(300))]);
+    assert!(reader.buffered_capacity() > 0 && reader.buffered_capacity() < 300);
+    reader.feed(last, &mut |m| got.push(Got::from(m))).unwrap();
+    assert_eq!(got[1], Got::Ping(b"ping!".to_vec()));
+    assert_eq!(reader.buffered_capacity(), 0);
+    assert_eq!(
+        size_of::<FrameReader>(),
+        64,
+        "kept by every idle connection"
+    );
+}
