@@ -242,7 +242,6 @@ impl Shard {
             user,
             self.config.outbound_queue,
             self.clock(),
-            self.limits,
         ));
         self.conns.borrow_mut().insert(conn.id, conn.clone());
         self.counters().connection_opened();

@@ -90,7 +90,7 @@ impl Shard {
         };
         match envelope {
             ClientEnvelope::Send { to, id, data } => {
-                if !conn.messages_bucket.take(self.limits.messages, ingress) {
+                if !conn.take_message_token(self.limits, ingress) {
                     return self.rate_limited(conn, Some(&id));
                 }
                 if !self.permits(conn, |p| p.send) {
@@ -132,7 +132,7 @@ impl Shard {
                 }
             }
             ClientEnvelope::Join { pattern, id } => {
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                if !conn.take_join_token(self.limits, ingress) {
                     return self.rate_limited(conn, id.as_deref());
                 }
                 if !self.permits(conn, |p| p.may_join(&pattern)) {
@@ -152,7 +152,7 @@ impl Shard {
                 }
             }
             ClientEnvelope::Leave { pattern, id } => {
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                if !conn.take_join_token(self.limits, ingress) {
                     return self.rate_limited(conn, id.as_deref());
                 }
                 conn.subscriptions.borrow_mut().retain(|p| p != &pattern);
@@ -162,7 +162,7 @@ impl Shard {
                 }
             }
             ClientEnvelope::Publish { room, id, data } => {
-                if !conn.messages_bucket.take(self.limits.messages, ingress) {
+                if !conn.take_message_token(self.limits, ingress) {
                     return self.rate_limited(conn, Some(&id));
                 }
                 if !self.permits(conn, |p| p.may_publish(&room)) {
@@ -189,7 +189,7 @@ impl Shard {
             ClientEnvelope::Refresh { token, id } => {
                 // Verifying a signature costs tens of microseconds: refreshes
                 // share the join/leave bucket.
-                if !conn.joins_bucket.take(self.limits.joins, ingress) {
+                if !conn.take_join_token(self.limits, ingress) {
                     return self.rate_limited(conn, id.as_deref());
                 }
                 self.refresh(conn, user, &token, id.as_deref());

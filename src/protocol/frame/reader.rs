@@ -528,19 +528,15 @@ fn parse_header(buf: &[u8]) -> Result<Option<(Header, usize)>, FrameError> {
     )))
 }
 
-/// XORs `data` with `mask`, starting at payload offset `done`.
+/// XORs `data` with `mask`, starting at payload offset `done`, eight bytes
+/// at a time (the compiler vectorizes the word loop).
 fn unmask(data: &mut [u8], mask: [u8; 4], done: u32) {
     let phase = (done % 4) as usize;
-    let m = [
-        mask[phase],
-        mask[(phase + 1) % 4],
-        mask[(phase + 2) % 4],
-        mask[(phase + 3) % 4],
-    ];
-    let word = u32::from_ne_bytes(m);
-    let mut chunks = data.chunks_exact_mut(4);
+    let m: [u8; 8] = std::array::from_fn(|i| mask[(phase + i) % 4]);
+    let word = u64::from_ne_bytes(m);
+    let mut chunks = data.chunks_exact_mut(8);
     for c in &mut chunks {
-        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        let v = u64::from_ne_bytes((&*c).try_into().expect("8 bytes")) ^ word;
         c.copy_from_slice(&v.to_ne_bytes());
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
