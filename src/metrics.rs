@@ -588,4 +588,20 @@ mod tests {
         assert!(text.contains("rtc_socket_auth_failures_total{reason=\"expired\"} 2\n"));
         assert!(text.contains("rtc_socket_auth_failures_total{reason=\"bad_signature\"} 0\n"));
     }
+
+    #[test]
+    fn connection_buffers_sum_signed_changes_per_core() {
+        let m = Metrics::new(2);
+        m.cores[0].add_connection_buffers(1000);
+        m.cores[1].add_connection_buffers(300);
+        m.cores[0].add_connection_buffers(-400);
+        assert!(m
+            .render()
+            .contains("rtc_socket_connection_buffer_bytes 900\n"));
+        m.cores[0].add_connection_buffers(-600);
+        m.cores[1].add_connection_buffers(-300);
+        assert!(m
+            .render()
+            .contains("rtc_socket_connection_buffer_bytes 0\n"));
+    }
 }
