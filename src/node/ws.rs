@@ -1,8 +1,10 @@
 //! The socket task of one WebSocket connection, on the core that owns it.
 //!
-//! The task alternates between three things: reading client frames and
-//! handling the messages they complete, writing what the connection's queue
-//! holds, and waiting for either more bytes or more queued work. The socket
+//! The task (`SocketTask`, a future written out by hand so that its fields
+//! are all an idle connection keeps) alternates between three things:
+//! reading client frames and handling the messages they complete, writing
+//! what the connection's queue holds, and waiting for either more bytes or
+//! more queued work. The socket
 //! is read with glommio's readiness-based `poll_read` into the core's shared
 //! scratch buffer, and the project's own sans-IO [`FrameReader`] reads the
 //! frames right there, inside the same poll: a frame that arrived whole is
@@ -15,8 +17,9 @@
 //! buffer: no read buffer (the reader keeps only a frame cut by the end of a
 //! read), no send buffer (released once written: one allocation per write,
 //! cheap next to the `send(2)` it feeds) and no outbound queue capacity.
-//! Whatever a large message needed is released before the task waits again. What it holds is reported to the
-//! `rtc_socket_connection_buffer_bytes` gauge each time it comes to rest.
+//! Whatever a large message needed is released before the task waits again.
+//! What it holds is reported to the `rtc_socket_connection_buffer_bytes`
+//! gauge each time it comes to rest.
 //! Per-connection memory is sized on purpose: see docs/architecture.md.
 
 use std::{
