@@ -4,8 +4,12 @@
 //! connection, read from /proc/PID/status.
 //!
 //! ```text
-//! cargo run --release --example idle_memory -- 127.0.0.1:8080 NODE_PID 10000
+//! cargo run --release --example idle_memory -- 127.0.0.1:8080 NODE_PID 10000 [SETTLE_SECS]
 //! ```
+//!
+//! RSS is read `SETTLE_SECS` (default 2) after the last connection: freed
+//! handshake buffers stay resident until the allocator purges them, so a
+//! longer settle gives a steadier figure.
 //!
 //! A stand-in until `loadgen connect` reports server RSS itself; it uses
 //! blocking std sockets (one thread), so it stays far below the node's cost.
@@ -57,9 +61,13 @@ fn open(addr: &str, user: usize) -> TcpStream {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, pid, n] = &args[..] else {
-        eprintln!("usage: idle_memory ADDR NODE_PID CONNECTIONS");
-        std::process::exit(2);
+    let (addr, pid, n, settle) = match &args[..] {
+        [_, addr, pid, n] => (addr, pid, n, 2),
+        [_, addr, pid, n, settle] => (addr, pid, n, settle.parse().expect("SETTLE_SECS")),
+        _ => {
+            eprintln!("usage: idle_memory ADDR NODE_PID CONNECTIONS [SETTLE_SECS]");
+            std::process::exit(2);
+        }
     };
     let (pid, n): (u32, usize) = (pid.parse().unwrap(), n.parse().unwrap());
     // Warm-up: one connection so per-core one-off allocations are not counted.
@@ -69,12 +77,12 @@ fn main() {
     let t0 = Instant::now();
     let conns: Vec<TcpStream> = (0..n).map(|i| open(addr, i)).collect();
     let took = t0.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(settle));
     let after = rss_kib(pid);
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
     println!(
         "connections={n} rss_before_kib={before} rss_after_kib={after} \
-         growth_per_connection_bytes={per:.0} connect_secs={:.2}",
+         growth_per_connection_bytes={per:.0} connect_secs={:.2} settle_secs={settle}",
         took.as_secs_f64()
     );
     drop(conns);

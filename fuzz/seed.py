@@ -81,3 +81,30 @@ write(
         '{"to":"bob","id":"x","data":null}',
     ],
 )
+
+# frame_reader: byte 0 = size limit (16 * (b + 1)), bytes 1..=3 = piece
+# sizes, then masked client frames (text, fragments with a ping between
+# them, binary, close), one stream per seed.
+MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
+
+
+def client_frame(first, payload):
+    n = len(payload)
+    if n < 126:
+        head = bytes([first, 0x80 | n])
+    elif n < 65536:
+        head = bytes([first, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([first, 0x80 | 127]) + struct.pack(">Q", n)
+    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+texts = [v["text"].encode() for v in client["valid"]]
+frames = [
+    b"".join(client_frame(0x81, t) for t in texts),
+    client_frame(0x01, "fr".encode()) + client_frame(0x89, b"hi") + client_frame(0x80, "ag€".encode()),
+    client_frame(0x82, bytes(range(256))) + client_frame(0x88, struct.pack(">H", 1000) + b"bye"),
+    client_frame(0x81, bytes([0xFF, 0xFE])),
+    client_frame(0x88, struct.pack(">H", 1005)),
+]
+write("frame_reader", [bytes([255, 1, 7, 64]) + f for f in frames] + [bytes([0, 3, 3, 3]) + frames[1]])

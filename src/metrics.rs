@@ -114,6 +114,9 @@ pub struct CoreMetrics {
     reconnects: AtomicU64,
     handoffs: AtomicU64,
     queued: AtomicU64,
+    /// Bytes of the connections' own buffers, as of their last rest
+    /// (wrapping sum of signed changes).
+    connection_buffers: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
     /// 1 while the core's store serves requests (always, in memory).
     store_down: AtomicU64,
@@ -185,6 +188,12 @@ impl CoreMetrics {
     /// Sets the number of messages queued on this core's connections.
     pub fn set_queued(&self, n: u64) {
         self.queued.store(n, Relaxed);
+    }
+
+    /// A connection of this core now holds `delta` more (or fewer) bytes
+    /// of buffers (read, send, queue capacity) than when it last reported.
+    pub fn add_connection_buffers(&self, delta: i64) {
+        self.connection_buffers.fetch_add(delta as u64, Relaxed);
     }
 
     /// Replaces this core's latency snapshot (called once a second).
@@ -329,6 +338,18 @@ impl Metrics {
             w,
             "rtc_socket_active_connections {}",
             self.active_connections()
+        );
+
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_connection_buffer_bytes Bytes held by the connections' own \
+             read, send and queue buffers (capacity), as of each one's last rest."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_connection_buffer_bytes gauge");
+        let _ = writeln!(
+            w,
+            "rtc_socket_connection_buffer_bytes {}",
+            self.sum(|c| &c.connection_buffers)
         );
 
         let _ = writeln!(
@@ -579,5 +600,21 @@ mod tests {
         assert!(text.contains("rtc_socket_latency_seconds_count 1\n"));
         assert!(text.contains("rtc_socket_auth_failures_total{reason=\"expired\"} 2\n"));
         assert!(text.contains("rtc_socket_auth_failures_total{reason=\"bad_signature\"} 0\n"));
+    }
+
+    #[test]
+    fn connection_buffers_sum_signed_changes_per_core() {
+        let m = Metrics::new(2);
+        m.cores[0].add_connection_buffers(1000);
+        m.cores[1].add_connection_buffers(300);
+        m.cores[0].add_connection_buffers(-400);
+        assert!(m
+            .render()
+            .contains("rtc_socket_connection_buffer_bytes 900\n"));
+        m.cores[0].add_connection_buffers(-600);
+        m.cores[1].add_connection_buffers(-300);
+        assert!(m
+            .render()
+            .contains("rtc_socket_connection_buffer_bytes 0\n"));
     }
 }

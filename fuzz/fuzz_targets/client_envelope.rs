@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use shardcast::protocol::ClientEnvelope;
 
 fuzz_target!(|data: &[u8]| {
-    // Text frames are valid UTF-8 (tungstenite checks before the parser sees
+    // Text frames are valid UTF-8 (the frame reader checks before the parser sees
     // them), so other bytes are not an input the parser can get.
     let Ok(text) = std::str::from_utf8(data) else {
         return;

@@ -73,8 +73,8 @@ pub struct Conn {
     pub user: Option<Rc<str>>,
     queue: RefCell<VecDeque<Outbound>>,
     /// Messages taken from `queue` and not yet written to the socket.
-    unsent: Cell<usize>,
-    queue_cap: usize,
+    unsent: Cell<u32>,
+    queue_cap: u32,
     waker: Cell<Option<Waker>>,
     close: Cell<Option<CloseCode>>,
     /// Unix milliseconds when the connection was opened (names its session).
@@ -107,7 +107,7 @@ impl Conn {
                 .map_or(0, |d| d.as_millis() as u64),
             queue: RefCell::default(),
             unsent: Cell::new(0),
-            queue_cap,
+            queue_cap: queue_cap.min(u32::MAX as usize) as u32,
             waker: Cell::new(None),
             close: Cell::new(None),
             last_seen: Cell::new(now),
@@ -126,7 +126,7 @@ impl Conn {
     pub fn push(&self, item: Outbound) -> bool {
         let kept = {
             let mut q = self.queue.borrow_mut();
-            let kept = if q.len() >= self.queue_cap {
+            let kept = if q.len() >= self.queue_cap as usize {
                 // Drop the oldest message; envelopes the node wrote itself
                 // (welcome, acks, errors) go only when nothing else is left.
                 let oldest = q
@@ -235,16 +235,22 @@ impl Conn {
         std::mem::swap(&mut *self.queue.borrow_mut(), into);
     }
 
+    /// Entries the queue has room for without growing (what it holds in
+    /// memory while empty).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.borrow().capacity()
+    }
+
     /// Messages waiting: in the queue, or taken by the socket task and not
     /// yet written.
     pub fn queued(&self) -> usize {
-        self.queue.borrow().len() + self.unsent.get()
+        self.queue.borrow().len() + self.unsent.get() as usize
     }
 
     /// Records how many messages the socket task took from the queue and
     /// has not finished writing.
     pub fn set_unsent(&self, n: usize) {
-        self.unsent.set(n);
+        self.unsent.set(n.min(u32::MAX as usize) as u32);
     }
 
     /// True when the socket task has something to do besides reading.

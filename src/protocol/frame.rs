@@ -1,11 +1,17 @@
-//! WebSocket frame encoding (RFC 6455 §5.2).
+//! WebSocket frames (RFC 6455 §5): the encoder of server frames here, the
+//! reader of client frames in [`reader`].
 //!
 //! Frames from a server are never masked, so a frame is a 2-, 4- or 10-byte
 //! header followed by the payload as is. The node writes outbound messages
 //! with these functions straight into a connection's send buffer; inbound
-//! frames are parsed by tungstenite. [`write_raw_frame`] writes any first
-//! byte and an optional mask: the tests use it for client frames, broken
-//! ones included. (loadgen frames with its own, independent code on purpose.)
+//! frames are read by [`FrameReader`], sans-IO, over the bytes the socket
+//! gave. [`write_raw_frame`] writes any first byte and an optional mask: the
+//! tests use it for client frames, broken ones included. (loadgen frames
+//! with its own, independent code on purpose.)
+
+pub mod reader;
+
+pub use reader::{valid_close_code, FrameError, FrameReader, Message};
 
 /// Opcode of a text frame.
 pub const OP_TEXT: u8 = 0x1;
@@ -15,6 +21,8 @@ pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 /// Opcode of a ping frame.
 pub const OP_PING: u8 = 0x9;
+/// Opcode of a pong frame.
+pub const OP_PONG: u8 = 0xA;
 
 /// Appends one final (FIN) frame with `opcode` and `payload` to `out`.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
