@@ -45,7 +45,7 @@ fn ctl(extra: &[&str]) -> CtlProcess {
 }
 
 fn client(ctl: &CtlProcess) -> ControlClient {
-    ControlClient::new(&ctl.url(), Duration::from_secs(5))
+    ControlClient::new(&ctl.url(), Duration::from_secs(5)).unwrap()
 }
 
 fn hb(id: &str) -> Heartbeat {
