@@ -501,3 +501,29 @@ fn ctl_refuses_bad_configuration_and_stops_on_sigterm() {
     let status = ctl.terminate(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn resolve_agrees_with_the_ring_at_the_default_slot_count() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
+    // A debug build takes a second per change at this M: a long grace.
+    command
+        .args(["--listen", "127.0.0.1:0", "--heartbeat-grace-secs", "60"])
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    let ctl = CtlProcess::start(command).expect("start shardcast-ctl");
+    let c = client(&ctl);
+    for (id, weight) in [("n1", 1.0), ("n2", 2.0), ("n3", 0.5)] {
+        let mut beat = hb(id);
+        beat.weight = weight;
+        c.heartbeat(&beat).unwrap();
+    }
+    let ring = c.ring().unwrap().expect("three nodes");
+    assert_eq!((ring.version(), ring.slots()), (3, 1 << 20));
+    for i in 0..300 {
+        let user = format!("u{i}@example.com");
+        let (status, r) = get_json(&ctl, &format!("/api/v1/resolve?userId={user}"));
+        assert_eq!(status, 200);
+        assert_eq!(r["nodeId"], ring.lookup(&user).id.as_str(), "{user}");
+    }
+}

@@ -245,6 +245,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_refused_or_round_trip(data in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            if let Ok(hb) = Heartbeat::parse(&data) {
+                let json = serde_json::to_vec(&hb).unwrap();
+                proptest::prop_assert_eq!(Heartbeat::parse(&json).unwrap(), hb);
+            }
+        }
+
+        #[test]
+        fn valid_heartbeats_round_trip(
+            id in "[A-Za-z0-9._:@+=-]{1,128}",
+            host in "[a-z0-9.-]{1,40}",
+            weight in 1e-9f64..1e9,
+            connections: u64,
+            mps in 0.0f64..1e12,
+            p95 in 0.0f64..1e6,
+            draining: bool,
+            version in 0u64..=MAX_RING_VERSION,
+        ) {
+            let hb = Heartbeat {
+                node_id: id,
+                ws_url: format!("ws://{host}:8080/ws"),
+                weight,
+                zone: "z".into(),
+                connections,
+                mps,
+                p95_ms: p95,
+                draining,
+                ring_version: version,
+            };
+            let json = serde_json::to_vec(&hb).unwrap();
+            proptest::prop_assert_eq!(Heartbeat::parse(&json).unwrap(), hb);
+        }
+    }
+
     #[test]
     fn unknown_fields_are_ignored() {
         let hb = Heartbeat::parse(body(r#","future":{"x":1}"#).as_bytes()).unwrap();
