@@ -393,7 +393,10 @@ fn load_ring(path: &std::path::Path, node_id: &str) -> Result<Ring, ConfigError>
 
 /// The secret in `file` (trailing white space dropped), else in the
 /// environment variable `env`, else empty; one given must be 16+ bytes.
-fn read_secret(file: Option<&std::path::Path>, env: &str) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn read_secret(
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> Result<Vec<u8>, ConfigError> {
     let secret = match (file, std::env::var_os(env)) {
         (Some(path), _) => std::fs::read(path)
             .map(|mut s| {

@@ -1,12 +1,14 @@
-//! Starting a `shardcast-node` process and finding its ports: the one
-//! harness shared by the integration tests, loadgen's tests, examples and
-//! benchmarks.
+//! Starting a `shardcast-node` or `shardcast-ctl` process and finding its
+//! ports: the one harness shared by the integration tests, loadgen's tests,
+//! examples and benchmarks.
 //!
 //! The node prints one line on stdout once every listener is bound,
-//! `listening ws=ADDR metrics=ADDR`; the harness reads it, so callers can
-//! pass port 0 and learn the real ports. A [`NodeProcess`] is killed
-//! (SIGKILL) when dropped, so a failing test leaves no node behind; so are
-//! the [`RedisProcess`] and [`TansuProcess`] a test starts for its cluster.
+//! `listening ws=ADDR metrics=ADDR` (the control plane:
+//! `listening http=ADDR`); the harness reads it, so callers can pass port 0
+//! and learn the real ports. A [`NodeProcess`] or [`CtlProcess`] is killed
+//! (SIGKILL) when dropped, so a failing test leaves no process behind; so
+//! are the [`RedisProcess`] and [`TansuProcess`] a test starts for its
+//! cluster.
 
 use std::{
     io::{self, BufRead, BufReader},
@@ -107,18 +109,107 @@ impl Drop for NodeProcess {
     }
 }
 
+/// A running `shardcast-ctl` process.
+pub struct CtlProcess {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    /// The HTTP API's address.
+    pub http: SocketAddr,
+}
+
+impl CtlProcess {
+    /// Spawns `command` (a `shardcast-ctl` command line) with stdout piped
+    /// and waits for its listening line; a process that exits first is an
+    /// error that carries what it printed.
+    pub fn start(mut command: Command) -> io::Result<CtlProcess> {
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .and_then(|a| a.parse().ok());
+        match http {
+            Some(http) => Ok(CtlProcess {
+                child,
+                _stdout: stdout,
+                http,
+            }),
+            None => {
+                let status = child.wait()?;
+                Err(io::Error::other(format!(
+                    "shardcast-ctl did not start ({status}); first line: {line:?}"
+                )))
+            }
+        }
+    }
+
+    /// `http://ADDR`, the base URL of its API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `within`.
+    pub fn terminate(&mut self, within: Duration) -> io::Result<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if t0.elapsed() > within {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("shardcast-ctl still running after {within:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait()
+    }
+}
+
+impl Drop for CtlProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `shardcast-node` binary for crates that cannot name it with
 /// `CARGO_BIN_EXE_…` (loadgen's tests, examples): `SHARDCAST_NODE_BIN`, else
 /// the newest of `{$CARGO_TARGET_DIR,<workspace>/target}/{release,debug}/`.
 pub fn node_binary() -> io::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("SHARDCAST_NODE_BIN") {
+    binary("shardcast-node", "SHARDCAST_NODE_BIN")
+}
+
+/// The `shardcast-ctl` binary, found like [`node_binary`]
+/// (`SHARDCAST_CTL_BIN`, else the newest build in the target directory).
+pub fn ctl_binary() -> io::Result<PathBuf> {
+    binary("shardcast-ctl", "SHARDCAST_CTL_BIN")
+}
+
+fn binary(name: &str, env: &str) -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
             Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("SHARDCAST_NODE_BIN={} does not exist", p.display()),
+                format!("{env}={} does not exist", p.display()),
             ))
         };
     }
@@ -128,14 +219,16 @@ pub fn node_binary() -> io::Result<PathBuf> {
         dirs.insert(0, PathBuf::from(t));
     }
     dirs.iter()
-        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join("shardcast-node")))
+        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join(name)))
         .filter(|p| p.is_file())
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                "shardcast-node binary not found: build the workspace first \
-                 (cargo build --release --bin shardcast-node) or set SHARDCAST_NODE_BIN",
+                format!(
+                    "{name} binary not found: build the workspace first \
+                     (cargo build --release --bin {name}) or set {env}"
+                ),
             )
         })
 }

@@ -11,6 +11,9 @@
 //! - [`store`]: per-user offsets, buffers and sessions (in memory, or Redis).
 //! - [`relay`]: cross-node delivery through Kafka (a producer per core, a
 //!   consumer per node).
+//! - [`control`]: the control plane (`shardcast-ctl`): heartbeats →
+//!   membership → versioned rings, resolve/connect, the scaling decision,
+//!   publication to Kafka; and the client a node uses to reach it.
 //! - [`node`]: the socket node — cores, accept and hand-off, sessions,
 //!   routing, rooms, housekeeping and drain.
 //! - [`metrics`]: Prometheus names and per-core counters.
@@ -25,6 +28,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod harness;
 pub mod metrics;
 pub mod node;

@@ -103,6 +103,14 @@ impl Ring {
         self.version
     }
 
+    /// The same ring (members and table) under another version: for a
+    /// control plane that must publish above a version the nodes already
+    /// have (see `control::membership`).
+    pub fn with_version(mut self, version: u64) -> Ring {
+        self.version = version;
+        self
+    }
+
     /// `M`, the number of slots.
     pub fn slots(&self) -> usize {
         1 << self.geo.slots_log2
