@@ -18,6 +18,33 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How long [`NodeProcess::start`] waits for the listening line. Generous:
+/// a debug node on a loaded 2-vCPU machine, a Redis or Kafka wait included.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The first line `child` prints on its piped stdout, and the reader to
+/// keep; `Err` (and `child` killed) when none comes within `within`.
+fn first_line(child: &mut Child, within: Duration) -> io::Result<(String, BufReader<ChildStdout>)> {
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line);
+        let _ = tx.send((read, line, stdout));
+    });
+    match rx.recv_timeout(within) {
+        Ok((read, line, stdout)) => read.map(|_| (line, stdout)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no listening line within {within:?}; the process was killed"),
+            ))
+        }
+    }
+}
+
 /// A running node process.
 pub struct NodeProcess {
     child: Child,
@@ -34,10 +61,15 @@ impl NodeProcess {
     /// and waits for its listening line. A node that exits first, or prints
     /// something else, is an error that carries what it printed.
     pub fn start(mut command: Command) -> io::Result<NodeProcess> {
+        NodeProcess::start_within(command.stdout(Stdio::piped()), START_TIMEOUT)
+    }
+
+    /// As [`NodeProcess::start`], failing (and killing the node) when the
+    /// listening line has not come within `within`: a test fails instead of
+    /// waiting forever for a node that never finished starting.
+    pub fn start_within(command: &mut Command, within: Duration) -> io::Result<NodeProcess> {
         let mut child = command.stdout(Stdio::piped()).spawn()?;
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
+        let (line, stdout) = first_line(&mut child, within)?;
         let addr = |key: &str| -> Option<SocketAddr> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))?
@@ -123,9 +155,7 @@ impl CtlProcess {
     /// error that carries what it printed.
     pub fn start(mut command: Command) -> io::Result<CtlProcess> {
         let mut child = command.stdout(Stdio::piped()).spawn()?;
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
+        let (line, stdout) = first_line(&mut child, START_TIMEOUT)?;
         let http = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("http="))

@@ -279,6 +279,24 @@ fn log_auth(config: &Config) {
     }
 }
 
+/// Runs `f`, polling it again every 20 ms whether or not it was woken.
+///
+/// Start-up only. Twice, under heavy load, a node bound its ports and one
+/// core never finished starting: its thread sat in `io_uring_enter` waiting
+/// for a completion, and went on as soon as a debugger interrupted the
+/// syscall — a cross-thread wake-up (the channel mesh's join, or the store's
+/// first connect) that never arrived. A timer in the same task makes the
+/// executor wake up and poll `f` again, so a lost wake-up costs 20 ms
+/// instead of the start-up.
+async fn repolled<F: std::future::Future>(f: F) -> F::Output {
+    let ticks = async {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    futures_lite::future::or(f, ticks).await
+}
+
 async fn core_main(
     core: usize,
     config: Config,
@@ -289,14 +307,14 @@ async fn core_main(
     listeners: CoreListeners,
 ) -> Result<(), NodeError> {
     let cores = mesh.nr_peers();
-    let (senders, mut receivers) = mesh.join().await.map_err(|e| NodeError::Mesh {
+    let (senders, mut receivers) = repolled(mesh.join()).await.map_err(|e| NodeError::Mesh {
         core,
         why: e.to_string(),
     })?;
     let me = senders.peer_id();
     let outbox = Rc::new(mesh::Mesh::new(me, cores));
     let store = CoreStore::for_core(&config, stores.redis.as_ref(), metrics.clone(), me);
-    store.ready().await;
+    repolled(store.ready()).await;
     let producer = match &stores.relay {
         None => None,
         Some((settings, _)) => {
