@@ -242,6 +242,9 @@ knobs! {
     /// nothing new, in milliseconds (a broker that answers only at this bound
     /// adds up to it to every relayed message; a shorter one costs idle fetches). [default: 10]
     relay_fetch_wait_ms ("SHARDCAST_RELAY_FETCH_WAIT_MS"): u64 = 10;
+    /// Ingest: how many recent record ids a node remembers to deliver a
+    /// repeated id once. [default: 100,000]
+    ingest_dedup_window ("SHARDCAST_INGEST_DEDUP_WINDOW"): usize = 100_000;
     /// Kafka: a message the broker has not acknowledged after this many
     /// milliseconds fails (its sender gets `unavailable`). [default: 5000]
     kafka_timeout_ms ("SHARDCAST_KAFKA_TIMEOUT_MS"): u64 = 5000;
@@ -255,6 +258,9 @@ optional:
     /// `shardcast-ctl`: users owned by another node are sent there; absent:
     /// this node owns every user.
     ring ("SHARDCAST_RING"): PathBuf;
+    /// A Kafka topic backends produce `{to|room, id, data}` records to; the
+    /// cluster delivers them like the server API (needs `--kafka`).
+    ingest_topic ("SHARDCAST_INGEST_TOPIC"): String;
     /// Redis URL (`redis://[:PASSWORD@]HOST:PORT/DB`) for offsets, buffers and
     /// sessions; absent: the in-memory store.
     redis ("SHARDCAST_REDIS"): String;
@@ -471,6 +477,9 @@ impl Config {
                 "kafka",
                 "the relay needs --redis: a user's buffer must outlive the node it was on",
             );
+        }
+        if self.ingest_topic.is_some() && self.kafka.is_none() {
+            return invalid("ingest-topic", "needs --kafka");
         }
         if self.relay_max_pending == 0 || self.kafka_timeout_ms == 0 {
             return invalid(

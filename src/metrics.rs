@@ -134,6 +134,8 @@ pub struct CoreMetrics {
     relay_batched: AtomicU64,
     relay_errors: AtomicU64,
     relay_received: AtomicU64,
+    /// Ingest records delivered (0) and refused as malformed (1).
+    ingest: [AtomicU64; 2],
 }
 
 /// Buckets of `rtc_relay_batch_size`: 1, 2, 4, …, 4096 and +Inf.
@@ -262,6 +264,12 @@ impl CoreMetrics {
     /// A relayed message failed (the broker did not take it in time).
     pub fn relay_error(&self) {
         self.relay_errors.fetch_add(1, Relaxed);
+    }
+
+    /// An ingest record was delivered (or skipped as a duplicate), or
+    /// refused as malformed.
+    pub fn ingest(&self, refused: bool) {
+        self.ingest[usize::from(refused)].fetch_add(1, Relaxed);
     }
 
     /// A message arrived from the relay.
@@ -544,6 +552,15 @@ impl Metrics {
             "rtc_relay_received_total {}",
             self.sum(|c| &c.relay_received)
         );
+        let _ = writeln!(
+            w,
+            "# HELP rtc_ingest_records_total Records read from the ingest topic, by outcome (delivered includes duplicates delivered once)."
+        );
+        let _ = writeln!(w, "# TYPE rtc_ingest_records_total counter");
+        for (i, outcome) in ["delivered", "refused"].iter().enumerate() {
+            let n = self.sum(|c| &c.ingest[i]);
+            let _ = writeln!(w, "rtc_ingest_records_total{{outcome=\"{outcome}\"}} {n}");
+        }
     }
 }
 

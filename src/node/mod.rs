@@ -13,6 +13,7 @@ pub mod api;
 mod conn;
 mod handshake;
 pub mod http;
+mod ingest;
 mod mesh;
 pub(crate) mod notify;
 mod order;
@@ -336,6 +337,18 @@ async fn core_main(
             drain,
         )
     });
+    if let (0, Some((settings, _))) = (me, &stores.relay) {
+        if let Some(topic) = settings.ingest_topic.clone() {
+            let (shard, settings) = (shard.clone(), settings.clone());
+            let window = shard.config().ingest_dedup_window;
+            glommio::spawn_local(async move {
+                if let Err(e) = ingest::consume(shard, settings, topic, window).await {
+                    tracing::error!(error = %e, "ingest consumer stopped");
+                }
+            })
+            .detach();
+        }
+    }
     if let (0, Some((settings, start))) = (me, stores.relay) {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -81,6 +81,8 @@ pub struct RelaySettings {
     pub timeout: Duration,
     pub max_pending: usize,
     pub fetch_wait: Duration,
+    /// The ingest topic, created at start-up with the others.
+    pub ingest_topic: Option<String>,
 }
 
 impl RelaySettings {
@@ -93,10 +95,13 @@ impl RelaySettings {
             timeout: Duration::from_millis(config.kafka_timeout_ms),
             max_pending: config.relay_max_pending,
             fetch_wait: Duration::from_millis(config.relay_fetch_wait_ms.max(1)),
+            ingest_topic: config.ingest_topic.clone(),
         })
     }
 
-    fn client(&self) -> ClientConfig {
+    /// A client configuration with the brokers and the relay's socket
+    /// settings.
+    pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", format!("shardcast-{}", self.node_id))
@@ -164,7 +169,9 @@ pub fn prepare(settings: &RelaySettings, wait: Duration) -> Result<Start, String
         }
     }
     let node_topic = node_topic(&settings.node_id);
-    create_topics(settings, &[&node_topic, ROOMS_TOPIC])?;
+    let mut topics = vec![node_topic.as_str(), ROOMS_TOPIC];
+    topics.extend(settings.ingest_topic.as_deref());
+    create_topics(settings, &topics)?;
     let end = |topic: &str| {
         // A topic just created may need a moment before its leader answers.
         let deadline = Instant::now() + settings.timeout;
