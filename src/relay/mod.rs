@@ -33,8 +33,9 @@
 //! recipient's connection queues offsets strictly in order (a relayed
 //! message past a gap is held and the gap read from Redis, duplicates are
 //! dropped: `node::order`). Kafka's own order (one partition per topic,
-//! idempotent producer) keeps gaps rare; correctness does not depend on it,
-//! across retries, restarts or reconnects.
+//! one producer per core) keeps gaps rare; correctness does not depend on it,
+//! across retries, restarts or reconnects, which is why the producer is not
+//! idempotent (see `producer.rs`).
 //!
 //! **Rooms** cross nodes through `shardcast.rooms` (one partition): the
 //! publisher's core fans out on its node and produces one record that every
