@@ -242,6 +242,12 @@ knobs! {
     /// nothing new, in milliseconds (a broker that answers only at this bound
     /// adds up to it to every relayed message; a shorter one costs idle fetches). [default: 10]
     relay_fetch_wait_ms ("SHARDCAST_RELAY_FETCH_WAIT_MS"): u64 = 10;
+    /// Control plane: milliseconds between heartbeats (`--control`). [default: 500]
+    heartbeat_ms ("SHARDCAST_HEARTBEAT_MS"): u64 = 500;
+    /// This node's weight in the ring, sent in heartbeats. [default: 1.0]
+    weight ("SHARDCAST_WEIGHT"): f64 = 1.0;
+    /// This node's failure domain (rack, zone), sent in heartbeats. [default: ""]
+    zone ("SHARDCAST_ZONE"): String = String::new();
     /// Ingest: how many recent record ids a node remembers to deliver a
     /// repeated id once. [default: 100,000]
     ingest_dedup_window ("SHARDCAST_INGEST_DEDUP_WINDOW"): usize = 100_000;
@@ -258,6 +264,9 @@ optional:
     /// `shardcast-ctl`: users owned by another node are sent there; absent:
     /// this node owns every user.
     ring ("SHARDCAST_RING"): PathBuf;
+    /// The URL clients reach this node's WebSocket endpoint at, as published
+    /// in the ring (`--control`); absent: ws://LISTEN/ws.
+    ws_url ("SHARDCAST_WS_URL"): String;
     /// A Kafka topic backends produce `{to|room, id, data}` records to; the
     /// cluster delivers them like the server API (needs `--kafka`).
     ingest_topic ("SHARDCAST_INGEST_TOPIC"): String;
@@ -466,11 +475,8 @@ impl Config {
         if self.rooms_policy == RoomsPolicy::Claims && self.auth != AuthMode::Jwt {
             return invalid("rooms-policy", "`claims` needs `--auth jwt`");
         }
-        if self.control.is_some() {
-            return invalid(
-                "control",
-                "not supported by this build yet: run without it (use --ring for a static cluster)",
-            );
+        if self.control.is_some() && !(self.weight > 0.0 && self.weight.is_finite()) {
+            return invalid("weight", "must be a positive number");
         }
         if self.kafka.is_some() && self.redis.is_none() {
             return invalid(

@@ -318,6 +318,11 @@ impl Metrics {
         self.cores.iter().map(|c| f(c).load(Relaxed)).sum()
     }
 
+    /// Messages routed by the node so far, every path.
+    pub fn messages(&self) -> u64 {
+        (0..3).map(|i| self.sum(|c| &c.messages[i])).sum()
+    }
+
     /// Connections open on the node.
     pub fn active_connections(&self) -> u64 {
         self.sum(|c| &c.active_connections)

@@ -185,7 +185,7 @@ fn redirect(shard: &Shard, node: usize, query: Option<&str>) -> Vec<u8> {
     };
     let location = match query {
         Some(q) => format!("{addr}?{q}"),
-        None => addr.to_owned(),
+        None => addr.clone(),
     };
     let body = serde_json::json!({"error": "wrong_node", "node": id, "wsUrl": location});
     http_response(

@@ -11,6 +11,7 @@
 
 pub mod api;
 mod conn;
+mod control;
 mod handshake;
 pub mod http;
 mod ingest;
@@ -18,6 +19,7 @@ mod mesh;
 pub(crate) mod notify;
 mod order;
 pub mod rate;
+pub mod rings;
 mod rooms;
 mod shard;
 mod ws;
@@ -70,6 +72,8 @@ pub enum NodeError {
     Store(String),
     #[error("relay: {0}")]
     Relay(String),
+    #[error("control plane: {0}")]
+    Control(String),
 }
 
 impl NodeError {
@@ -77,7 +81,10 @@ impl NodeError {
     /// with (an unreachable store or port included), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Store(_) | NodeError::Relay(_) | NodeError::Bind { .. } => 2,
+            NodeError::Store(_)
+            | NodeError::Relay(_)
+            | NodeError::Control(_)
+            | NodeError::Bind { .. } => 2,
             _ => 1,
         }
     }
@@ -99,6 +106,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
 /// ready.
 struct CoreStores {
     redis: Option<store::redis::LinkSettings>,
+    rings: Arc<rings::RingSlot>,
     relay: Option<(relay::RelaySettings, relay::Start)>,
     ready: std::sync::mpsc::Sender<()>,
 }
@@ -192,11 +200,27 @@ pub fn run(config: Config) -> Result<(), NodeError> {
         });
     }
     let metrics = Arc::new(Metrics::new(cores));
+    let rings = Arc::new(rings::RingSlot::new(config.ring_snapshot.clone()));
+    let _follower = match &config.control {
+        None => None,
+        Some(url) => Some(
+            control::follow(
+                &config,
+                url,
+                ws_addr,
+                rings.clone(),
+                metrics.clone(),
+                drain.clone(),
+            )
+            .map_err(NodeError::Control)?,
+        ),
+    };
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let online = crate::sys::online_cpus();
     let mut handles = Vec::with_capacity(cores);
     for (i, listeners) in listeners.into_iter().enumerate() {
+        let core_rings = rings.clone();
         let (config, metrics, mesh, drain, redis, relay, ready) = (
             config.clone(),
             metrics.clone(),
@@ -212,6 +236,7 @@ pub fn run(config: Config) -> Result<(), NodeError> {
             .spawn(move || {
                 let stores = CoreStores {
                     redis,
+                    rings: core_rings,
                     relay,
                     ready,
                 };
@@ -333,6 +358,7 @@ async fn core_main(
             shard::Backends {
                 store,
                 relay: producer,
+                rings: stores.rings.clone(),
             },
             drain,
         )

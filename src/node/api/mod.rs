@@ -71,7 +71,7 @@ async fn answer(
         if let Owner::Node(node) = shard.owner(&user) {
             // Another node of the ring owns the user: it knows.
             let (id, addr) = shard.node_address(node).unwrap_or_default();
-            return Ok(call::redirect(id, addr, &user));
+            return Ok(call::redirect(&id, &addr, &user));
         }
         let connections = shard.api_online(&user).await;
         let node = (connections > 0).then_some(config.node_id.as_str());

@@ -26,6 +26,7 @@ impl Shard {
     /// second pings, idle timeouts, deadlines, TTLs and metric snapshots.
     pub fn tick(&self) {
         self.clock.set(self.started.elapsed().as_secs() as u32);
+        self.follow_ring();
         if self.node_drain.load(Ordering::Relaxed) && !self.draining.get() {
             self.start_drain();
         }

@@ -47,6 +47,7 @@ use super::{
     mesh::Mesh,
     notify::Notify,
     rate::{Limit, TokenBucket},
+    rings::RingSlot,
     rooms::RoomIndex,
 };
 
@@ -67,8 +68,11 @@ pub struct Shard {
     store: CoreStore,
     /// This core's Kafka producer (`--kafka`).
     relay: Option<Rc<Producer>>,
-    /// The static ring (`--ring`) and this node's index in it.
-    ring: Option<(Arc<Ring>, usize)>,
+    /// The node's newest ring (see `node::rings`).
+    rings: Arc<RingSlot>,
+    /// The ring this core routes by, and this node's index in it (`None`:
+    /// not a member, e.g. before its first heartbeat counted).
+    ring: RefCell<Option<(Arc<Ring>, Option<usize>)>>,
     /// The users with an open session here, with their connections.
     users: RefCell<FxHashMap<Rc<str>, user::User>>,
     conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
@@ -101,6 +105,13 @@ pub struct Shard {
 pub struct Backends {
     pub store: CoreStore,
     pub relay: Option<Rc<Producer>>,
+    pub rings: Arc<RingSlot>,
+}
+
+/// `ring` with the index of node `id` in it.
+fn member(ring: Arc<Ring>, id: &str) -> (Arc<Ring>, Option<usize>) {
+    let me = ring.nodes().iter().position(|n| n.id == id);
+    (ring, me)
 }
 
 /// A direct delivery whose append returned, waiting for its turn.
@@ -118,13 +129,14 @@ impl Shard {
         config: Rc<Config>,
         mesh: Rc<Mesh>,
         metrics: Arc<Metrics>,
-        Backends { store, relay }: Backends,
+        Backends {
+            store,
+            relay,
+            rings,
+        }: Backends,
         node_drain: Arc<AtomicBool>,
     ) -> Shard {
-        let ring = config.ring_snapshot.clone().and_then(|ring| {
-            let me = ring.nodes().iter().position(|n| n.id == config.node_id)?;
-            Some((ring, me))
-        });
+        let ring = RefCell::new(rings.current().map(|r| member(r, &config.node_id)));
         let cores = mesh.cores() as u32;
         let per_core = config.handshakes_per_sec.div_ceil(cores).max(1);
         let handshake_limit = Limit::per_sec(per_core, per_core);
@@ -134,6 +146,7 @@ impl Shard {
             me,
             store,
             relay,
+            rings,
             ring,
             node_id: config.node_id.as_str().into(),
             config,
@@ -289,6 +302,24 @@ impl Shard {
             }
             None => self.store.close_session(user, &self.session_of(conn)).await,
         };
+    }
+
+    /// Routes by the node's newest ring from now on, if it changed.
+    pub fn follow_ring(&self) {
+        let seen = self.ring.borrow().as_ref().map_or(0, |(r, _)| r.version());
+        if self.rings.version() <= seen {
+            return;
+        }
+        if let Some(ring) = self.rings.current() {
+            if self.id == 0 {
+                tracing::info!(
+                    version = ring.version(),
+                    nodes = ring.nodes().len(),
+                    "routing by a new ring"
+                );
+            }
+            *self.ring.borrow_mut() = Some(member(ring, &self.config.node_id));
+        }
     }
 
     /// Records an in-node delivery latency.

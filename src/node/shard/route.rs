@@ -46,9 +46,9 @@ pub enum Owner {
 impl Shard {
     /// Where `user` is owned.
     pub fn owner(&self, user: &str) -> Owner {
-        if let Some((ring, me)) = &self.ring {
+        if let Some((ring, me)) = &*self.ring.borrow() {
             let node = ring.slot_owner_index(ring.slot_of(user));
-            if node != *me {
+            if Some(node) != *me {
                 return Owner::Node(node);
             }
         }
@@ -58,11 +58,12 @@ impl Shard {
         }
     }
 
-    /// The WebSocket URL of ring node `node` (its `addr`) and its id.
-    pub fn node_address(&self, node: usize) -> Option<(&str, &str)> {
-        let (ring, _) = self.ring.as_ref()?;
-        let n = ring.nodes().get(node)?;
-        Some((n.id.as_str(), n.addr.as_str()))
+    /// The id and WebSocket URL (its `addr`) of node `node` of the ring
+    /// [`Shard::owner`] answered from.
+    pub fn node_address(&self, node: usize) -> Option<(String, String)> {
+        let ring = self.ring.borrow();
+        let n = ring.as_ref()?.0.nodes().get(node)?;
+        Some((n.id.clone(), n.addr.clone()))
     }
 
     /// Passes an upgraded socket to the core that owns its user.

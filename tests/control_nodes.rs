@@ -1,0 +1,114 @@
+//! Nodes following a real `shardcast-ctl` (`--control`): they join the ring
+//! by heartbeat, route by the ring the control plane publishes, and keep
+//! routing by the last one when it is gone.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Node, SECRET};
+use shardcast::{control::client::ControlClient, harness::CtlProcess};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status line of an upgrade request for `user` at `port`.
+fn upgrade_status(port: u16, user: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /ws?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_gone() {
+    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
+    ctl_cmd
+        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
+        .args(["--heartbeat-grace-secs", "30"])
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    let mut ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    let url = format!("http://{}", ctl.http);
+    let ports = [free_port(), free_port()];
+    let nodes: Vec<Node> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
+            c.args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
+                .args(["--node-id", &format!("n{i}"), "--control", &url])
+                .args(["--heartbeat-ms", "100"])
+                .env("SHARDCAST_SECRET", SECRET)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit());
+            Node::from_command(c)
+        })
+        .collect();
+
+    // Both join; the ring the control plane publishes names both.
+    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
+    let t0 = Instant::now();
+    let ring = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the nodes never joined"
+        );
+        if let Ok(Some(ring)) = client.ring() {
+            if ring.nodes().len() == 2 {
+                break ring;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let addr_of = |i: usize| format!("ws://127.0.0.1:{}/ws", ports[i]);
+    assert!(ring
+        .nodes()
+        .iter()
+        .any(|n| n.id == "n0" && n.addr == addr_of(0)));
+    // A user of n1 at n0: once n0 routes by that ring, 307 to n1.
+    let user = (0..)
+        .map(|k| format!("user{k}"))
+        .find(|u| ring.lookup(u).id == "n1")
+        .unwrap();
+    let t0 = Instant::now();
+    while !upgrade_status(ports[0], &user).contains("307") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "n0 never followed the ring"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, welcome) = nodes[1].connect(&user);
+    assert_eq!(welcome["node"], "n1");
+
+    // The control plane goes away: the nodes keep the ring they have.
+    ctl.kill().expect("kill shardcast-ctl");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(upgrade_status(ports[0], &user).contains("307"));
+    let (_, welcome) = nodes[1].connect(&user);
+    assert_eq!(welcome["type"], "welcome");
+}
