@@ -244,6 +244,9 @@ knobs! {
     relay_fetch_wait_ms ("SHARDCAST_RELAY_FETCH_WAIT_MS"): u64 = 10;
     /// Control plane: milliseconds between heartbeats (`--control`). [default: 500]
     heartbeat_ms ("SHARDCAST_HEARTBEAT_MS"): u64 = 500;
+    /// Seconds over which the users a new ring gives to other nodes are moved
+    /// (each at its own moment in the period, so a change is not one burst). [default: 10]
+    rebalance_secs ("SHARDCAST_REBALANCE_SECS"): f64 = 10.0;
     /// This node's weight in the ring, sent in heartbeats. [default: 1.0]
     weight ("SHARDCAST_WEIGHT"): f64 = 1.0;
     /// This node's failure domain (rack, zone), sent in heartbeats. [default: ""]

@@ -134,6 +134,8 @@ pub struct CoreMetrics {
     relay_batched: AtomicU64,
     relay_errors: AtomicU64,
     relay_received: AtomicU64,
+    /// Connections moved to another node by a ring change.
+    rebalanced: AtomicU64,
     /// Ingest records delivered (0) and refused as malformed (1).
     ingest: [AtomicU64; 2],
 }
@@ -264,6 +266,11 @@ impl CoreMetrics {
     /// A relayed message failed (the broker did not take it in time).
     pub fn relay_error(&self) {
         self.relay_errors.fetch_add(1, Relaxed);
+    }
+
+    /// A connection was moved to another node by a ring change.
+    pub fn rebalanced(&self) {
+        self.rebalanced.fetch_add(1, Relaxed);
     }
 
     /// An ingest record was delivered (or skipped as a duplicate), or
@@ -556,6 +563,16 @@ impl Metrics {
             w,
             "rtc_relay_received_total {}",
             self.sum(|c| &c.relay_received)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_rebalanced_total Connections sent to another node (reconnect with wsUrl, 1012) after a ring change."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_rebalanced_total counter");
+        let _ = writeln!(
+            w,
+            "rtc_socket_rebalanced_total {}",
+            self.sum(|c| &c.rebalanced)
         );
         let _ = writeln!(
             w,

@@ -112,3 +112,90 @@ fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_g
     let (_, welcome) = nodes[1].connect(&user);
     assert_eq!(welcome["type"], "welcome");
 }
+
+fn node_cmd(i: usize, port: u16, url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
+    c.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
+        .args(["--node-id", &format!("n{i}"), "--control", url])
+        .args(["--heartbeat-ms", "100", "--rebalance-secs", "1"])
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    c
+}
+
+#[test]
+fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
+    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
+    ctl_cmd
+        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
+        .args(["--heartbeat-grace-secs", "30"])
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    let ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    let url = format!("http://{}", ctl.http);
+    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
+    let ring_of = |n: usize| {
+        let t0 = Instant::now();
+        loop {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no ring of {n} nodes"
+            );
+            if let Ok(Some(ring)) = client.ring() {
+                if ring.nodes().len() == n {
+                    return ring;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let ports = [free_port(), free_port()];
+    let n0 = Node::from_command(node_cmd(0, ports[0], &url));
+    ring_of(1);
+    // n0 routes by a ring of itself before anyone connects.
+    std::thread::sleep(Duration::from_millis(300));
+    let users: Vec<String> = (0..16).map(|k| format!("dev{k}")).collect();
+    let mut clients: Vec<common::Client> = users.iter().map(|u| n0.connect(u).0).collect();
+
+    let _n1 = Node::from_command(node_cmd(1, ports[1], &url));
+    let ring = ring_of(2);
+    let n1_url = format!("ws://127.0.0.1:{}/ws", ports[1]);
+    // Moves are spread over --rebalance-secs 1 (plus a tick or two).
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut moved = Vec::new();
+    let mut stayed = Vec::new();
+    for (user, c) in users.iter().zip(clients.iter_mut()) {
+        c.set_read_timeout(Duration::from_millis(100));
+        let mut reconnect = None;
+        while reconnect.is_none() {
+            match c.try_recv() {
+                Ok(Some(v)) if v["type"] == "reconnect" => reconnect = Some(v),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        match reconnect {
+            Some(v) => {
+                assert_eq!(v["wsUrl"], n1_url.as_str(), "{v}");
+                assert!(v["resumeToken"].is_string());
+                moved.push(user.clone());
+            }
+            None => stayed.push(user.clone()),
+        }
+    }
+    let owned_by_n1: Vec<String> = users
+        .iter()
+        .filter(|u| ring.lookup(u).id == "n1")
+        .cloned()
+        .collect();
+    assert!(!owned_by_n1.is_empty(), "the ring gave n1 none of 16 users");
+    assert_eq!(
+        moved, owned_by_n1,
+        "moved exactly the users whose owner changed"
+    );
+    assert_eq!(stayed.len() + moved.len(), users.len());
+    assert_eq!(n0.metric("rtc_socket_rebalanced_total"), moved.len() as f64);
+}

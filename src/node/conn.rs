@@ -61,8 +61,9 @@ pub enum Outbound {
     /// A keepalive ping.
     Ping,
     /// A `reconnect` envelope; its token is signed when it is written, so it
-    /// carries the offset of the last message written before it.
-    Reconnect,
+    /// carries the offset of the last message written before it. `Some`:
+    /// the `wsUrl` of the node the user now belongs to (a ring change).
+    Reconnect(Option<Rc<str>>),
 }
 
 /// The shared side of one WebSocket connection.

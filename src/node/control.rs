@@ -10,10 +10,8 @@
 //! their next tick. With the control plane down the node keeps the ring it
 //! has (and, before its first ring, owns every user like a standalone node).
 //!
-//! Not yet: moving the users whose owner changed (a `reconnect` with the
-//! new owner's `wsUrl`, spread over a period); today a new ring changes
-//! where new connections are sent (307) and where sends are appended, and
-//! connected users stay where they are until they reconnect.
+//! The cores then move the users a new ring gives to other nodes (see
+//! `Shard::rebalance`).
 
 use std::{
     net::SocketAddr,

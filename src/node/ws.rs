@@ -415,12 +415,12 @@ fn encode(shard: &Shard, conn: &Conn, item: Outbound, tx: &mut Vec<u8>) {
             shard.record_latency(ingress);
         }
         Outbound::Ping => write_frame(tx, OP_PING, b""),
-        Outbound::Reconnect => {
+        Outbound::Reconnect(ws_url) => {
             let Some(user) = &conn.user else { return };
             let token = shard.sign_token(user, conn.delivered());
             let mut out = Vec::with_capacity(160);
             let retry = shard.config().reconnect_after_ms;
-            server::encode_reconnect(&mut out, &token, retry, None);
+            server::encode_reconnect(&mut out, &token, retry, ws_url.as_deref());
             write_frame(tx, OP_TEXT, &out);
         }
     }

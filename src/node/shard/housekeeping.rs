@@ -27,6 +27,7 @@ impl Shard {
     pub fn tick(&self) {
         self.clock.set(self.started.elapsed().as_secs() as u32);
         self.follow_ring();
+        self.move_due_users();
         if self.node_drain.load(Ordering::Relaxed) && !self.draining.get() {
             self.start_drain();
         }
@@ -68,7 +69,7 @@ impl Shard {
 
     pub(super) fn close_for_drain(&self, conn: &Conn) {
         if conn.user.is_some() {
-            conn.push(Outbound::Reconnect);
+            conn.push(Outbound::Reconnect(None));
         }
         conn.request_close(CloseCode::Draining);
         conn.deadline.set(self.drain_deadline.get());
@@ -96,5 +97,69 @@ impl Shard {
         self.draining.get()
             && (self.conns.borrow().is_empty()
                 || self.drain_deadline.get().is_some_and(|d| self.clock() > d))
+    }
+}
+
+/// Milliseconds per housekeeping tick.
+const TICK_MS: u64 = 1000 / TICKS_PER_SECOND;
+
+impl Shard {
+    /// After a ring change: schedules every connected user that another node
+    /// owns now to be moved there, each at a moment of its own within
+    /// `--rebalance-secs` (a fixed hash of the user, so the moves of one
+    /// change spread evenly). Users whose owner did not change are never
+    /// touched.
+    pub(super) fn rebalance(&self) {
+        let span = ((self.config.rebalance_secs * 1000.0) as u64 / TICK_MS).max(1);
+        let now = self.ticks.get();
+        let mut moves = self.moves.borrow_mut();
+        moves.clear();
+        for user in self.users.borrow().keys() {
+            if let super::Owner::Node(_) = self.owner(user) {
+                let at = now + 1 + super::super::shard_of(user, span as usize) as u64;
+                moves.push((at, user.clone()));
+            }
+        }
+        if !moves.is_empty() {
+            tracing::info!(
+                core = self.id,
+                users = moves.len(),
+                secs = self.config.rebalance_secs,
+                "moving users to their new nodes"
+            );
+        }
+    }
+
+    /// Moves the users whose moment came: each of their connections gets a
+    /// `reconnect` naming the new owner's `wsUrl`, then close 1012. A user
+    /// the newest ring gives back to this node stays.
+    fn move_due_users(&self) {
+        let now = self.ticks.get();
+        let due: Vec<Rc<str>> = {
+            let mut moves = self.moves.borrow_mut();
+            if moves.is_empty() {
+                return;
+            }
+            let (due, later) = moves.drain(..).partition(|(at, _)| *at <= now);
+            *moves = later;
+            due.into_iter().map(|(_, u)| u).collect()
+        };
+        for user in due {
+            let super::Owner::Node(node) = self.owner(&user) else {
+                continue;
+            };
+            let url: Option<Rc<str>> = self.node_address(node).map(|(_, addr)| addr.into());
+            let conns: Vec<Rc<Conn>> = self
+                .users
+                .borrow()
+                .get(&user)
+                .map(|u| u.conns().to_vec())
+                .unwrap_or_default();
+            for conn in conns {
+                conn.push(Outbound::Reconnect(url.clone()));
+                conn.request_close(CloseCode::Draining);
+                self.counters().rebalanced();
+            }
+        }
     }
 }

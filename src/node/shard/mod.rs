@@ -73,6 +73,9 @@ pub struct Shard {
     /// The ring this core routes by, and this node's index in it (`None`:
     /// not a member, e.g. before its first heartbeat counted).
     ring: RefCell<Option<(Arc<Ring>, Option<usize>)>>,
+    /// Users a new ring gave to another node, with the tick each is moved
+    /// at (see `rebalance`).
+    moves: RefCell<Vec<(u64, Rc<str>)>>,
     /// The users with an open session here, with their connections.
     users: RefCell<FxHashMap<Rc<str>, user::User>>,
     conns: RefCell<FxHashMap<u64, Rc<Conn>>>,
@@ -148,6 +151,7 @@ impl Shard {
             relay,
             rings,
             ring,
+            moves: RefCell::default(),
             node_id: config.node_id.as_str().into(),
             config,
             mesh,
@@ -319,6 +323,9 @@ impl Shard {
                 );
             }
             *self.ring.borrow_mut() = Some(member(ring, &self.config.node_id));
+            // Users connected under the old ring (or, before the first one,
+            // while this node owned everyone) that belong elsewhere now.
+            self.rebalance();
         }
     }
 
