@@ -487,6 +487,17 @@ impl Config {
                 "the relay needs --redis: a user's buffer must outlive the node it was on",
             );
         }
+        if (self.ring.is_some() || self.control.is_some()) && self.kafka.is_none() {
+            return invalid(
+                if self.ring.is_some() {
+                    "ring"
+                } else {
+                    "control"
+                },
+                "a cluster needs --kafka (and --redis): without the relay a message to \
+                 another node's user could not reach it",
+            );
+        }
         if self.ingest_topic.is_some() && self.kafka.is_none() {
             return invalid("ingest-topic", "needs --kafka");
         }

@@ -114,16 +114,33 @@ fn a_ring_file_must_name_this_node() {
     .unwrap();
     std::fs::write(&path, serde_json::to_string(&ring).unwrap()).unwrap();
     let ring_arg = path.to_str().unwrap();
-    let ok = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "b"]);
+    let cluster = [
+        "--kafka",
+        "127.0.0.1:9092",
+        "--redis",
+        "redis://127.0.0.1:6379/0",
+    ];
+    let with = |args: &[&str]| {
+        let mut all = vec!["shardcast-node"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&cluster);
+        NodeArgs::parse_from(all)
+    };
+    let alone = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "b"]);
+    assert!(matches!(
+        alone.resolve(),
+        Err(ConfigError::Invalid { knob: "ring", .. })
+    ));
+    let ok = with(&["--ring", ring_arg, "--node-id", "b"]);
     let config = ok.resolve().unwrap();
     assert_eq!(config.ring_snapshot.unwrap().version(), 3);
-    let stranger = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "c"]);
+    let stranger = with(&["--ring", ring_arg, "--node-id", "c"]);
     match stranger.resolve() {
         Err(ConfigError::Invalid { knob: "ring", why }) => assert!(why.contains("\"c\""), "{why}"),
         other => panic!("expected a ring error, got {other:?}"),
     }
     std::fs::write(&path, "{not json").unwrap();
-    let broken = NodeArgs::parse_from(["shardcast-node", "--ring", ring_arg, "--node-id", "a"]);
+    let broken = with(&["--ring", ring_arg, "--node-id", "a"]);
     assert!(matches!(
         broken.resolve(),
         Err(ConfigError::Invalid { knob: "ring", .. })

@@ -11,7 +11,35 @@ use std::{
 };
 
 use common::{Node, SECRET};
-use shardcast::{control::client::ControlClient, harness::CtlProcess};
+use shardcast::{
+    control::client::ControlClient,
+    harness::{CtlProcess, RedisProcess, TansuProcess},
+};
+
+/// The Redis and broker a cluster's nodes need (`--control` needs
+/// `--kafka` and `--redis`), killed when dropped.
+struct Backends {
+    redis: RedisProcess,
+    tansu: TansuProcess,
+}
+
+impl Backends {
+    fn start() -> Backends {
+        Backends {
+            redis: RedisProcess::start().expect("redis-server"),
+            tansu: TansuProcess::start().expect("tansu"),
+        }
+    }
+
+    fn args(&self) -> [String; 4] {
+        [
+            "--redis".into(),
+            self.redis.url(),
+            "--kafka".into(),
+            self.tansu.brokers(),
+        ]
+    }
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -52,6 +80,7 @@ fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_g
         .stderr(Stdio::inherit());
     let mut ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
     let url = format!("http://{}", ctl.http);
+    let backends = Backends::start();
     let ports = [free_port(), free_port()];
     let nodes: Vec<Node> = ports
         .iter()
@@ -62,6 +91,7 @@ fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_g
                 .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
                 .args(["--node-id", &format!("n{i}"), "--control", &url])
                 .args(["--heartbeat-ms", "100"])
+                .args(backends.args())
                 .env("SHARDCAST_SECRET", SECRET)
                 .env("RUST_LOG", "warn")
                 .stderr(Stdio::inherit());
@@ -113,12 +143,17 @@ fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_g
     assert_eq!(welcome["type"], "welcome");
 }
 
-fn node_cmd(i: usize, port: u16, url: &str) -> Command {
+fn node_cmd(b: &Backends, i: usize, port: u16, url: &str) -> Command {
+    node_cmd_with(b, i, port, url, "1")
+}
+
+fn node_cmd_with(b: &Backends, i: usize, port: u16, url: &str, rebalance_secs: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
     c.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
         .args(["--node-id", &format!("n{i}"), "--control", url])
-        .args(["--heartbeat-ms", "100", "--rebalance-secs", "1"])
+        .args(["--heartbeat-ms", "100", "--rebalance-secs", rebalance_secs])
+        .args(b.args())
         .env("SHARDCAST_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
@@ -152,15 +187,16 @@ fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
+    let backends = Backends::start();
     let ports = [free_port(), free_port()];
-    let n0 = Node::from_command(node_cmd(0, ports[0], &url));
+    let n0 = Node::from_command(node_cmd(&backends, 0, ports[0], &url));
     ring_of(1);
     // n0 routes by a ring of itself before anyone connects.
     std::thread::sleep(Duration::from_millis(300));
     let users: Vec<String> = (0..16).map(|k| format!("dev{k}")).collect();
     let mut clients: Vec<common::Client> = users.iter().map(|u| n0.connect(u).0).collect();
 
-    let _n1 = Node::from_command(node_cmd(1, ports[1], &url));
+    let _n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
     let ring = ring_of(2);
     let n1_url = format!("ws://127.0.0.1:{}/ws", ports[1]);
     // Moves are spread over --rebalance-secs 1 (plus a tick or two).
@@ -198,4 +234,78 @@ fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
     );
     assert_eq!(stayed.len() + moved.len(), users.len());
     assert_eq!(n0.metric("rtc_socket_rebalanced_total"), moved.len() as f64);
+}
+
+#[test]
+fn a_user_not_moved_yet_still_gets_messages_appended_for_its_new_owner() {
+    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
+    ctl_cmd
+        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
+        .args(["--heartbeat-grace-secs", "30"])
+        .env("SHARDCAST_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    let ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    let url = format!("http://{}", ctl.http);
+    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
+    let ring_of = |n: usize| {
+        let t0 = Instant::now();
+        loop {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no ring of {n} nodes"
+            );
+            if let Ok(Some(ring)) = client.ring() {
+                if ring.nodes().len() == n {
+                    return ring;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let backends = Backends::start();
+    let ports = [free_port(), free_port()];
+    // n0 moves its users only after a minute: they stay while the ring
+    // already names n1 as their owner.
+    let n0 = Node::from_command(node_cmd_with(&backends, 0, ports[0], &url, "60"));
+    ring_of(1);
+    std::thread::sleep(Duration::from_millis(300));
+    // The ring the control plane will publish once n1 joins (placement
+    // depends only on ids, weights and slots).
+    use shardcast::ring::{Node as RingNode, Ring, RingConfig};
+    let future = Ring::new(RingConfig {
+        version: 1,
+        slots: 4096,
+        nodes: vec![RingNode::new("n0", 1.0), RingNode::new("n1", 1.0)],
+    })
+    .unwrap();
+    let core = |u: &str| shardcast::node::shard_of(u, 2);
+    let users: Vec<String> = (0..64).map(|k| format!("late{k}")).collect();
+    let x = users.iter().find(|u| future.lookup(u).id == "n1").unwrap();
+    let s = users
+        .iter()
+        .find(|u| future.lookup(u).id == "n0" && core(u) != core(x))
+        .unwrap();
+    // x connects while n0 owns everyone; then n1 joins.
+    let (mut xc, _) = n0.connect(x);
+    let _n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
+    let ring = ring_of(2);
+    assert_eq!(ring.lookup(x).id, "n1", "the local ring agrees with ctl's");
+    let t0 = Instant::now();
+    while !upgrade_status(ports[0], x).contains("307") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "n0 never followed the ring"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut sc, _) = n0.connect(s);
+    sc.send_direct(x, "m1", serde_json::json!(1));
+    assert_eq!(sc.recv()["type"], "ack");
+    let got = xc.recv();
+    assert_eq!(
+        (got["type"].as_str(), got["id"].as_str()),
+        (Some("msg"), Some("m1")),
+        "{got}"
+    );
 }

@@ -85,8 +85,10 @@ pub enum CoreMsg {
         /// `None` when durable; else the error code and message.
         error: Option<(ErrorCode, String)>,
     },
-    /// A direct message another node appended for a user the receiving
-    /// core owns (read from the relay by core 0).
+    /// A direct message appended elsewhere for a user the receiving core
+    /// owns: by another node (read from the relay by core 0), or by a
+    /// sender's core here for a user the ring gives to another node but who
+    /// is still connected to this one.
     Relayed {
         to: Box<str>,
         message: crate::store::StoredMessage,

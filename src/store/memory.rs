@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::protocol::DirectTemplate;
 
-use super::{Appended, Session, Store, StoreError, StoredMessage};
+use super::{Appended, Session, SessionAt, Store, StoreError, StoredMessage};
 
 struct UserBuffer {
     last_offset: u64,
@@ -88,7 +88,7 @@ impl Store for MemoryStore {
         });
         Ok(Appended {
             message,
-            elsewhere: None,
+            session: SessionAt::Unknown,
         })
     }
 

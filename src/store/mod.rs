@@ -48,14 +48,25 @@ pub struct StoredMessage {
     pub envelope: Bytes,
 }
 
-/// An appended message, and where its user's session is when that is on
-/// another node (the relay tells that node; see `crate::relay`).
+/// An appended message, and where its user's session is (the relay tells
+/// another node; see `crate::relay`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub message: StoredMessage,
-    /// The node of the user's session, when it is not the appending node.
-    /// Always `None` in memory (one node).
-    pub elsewhere: Option<Box<str>>,
+    pub session: SessionAt,
+}
+
+/// Where a user's session is, as an append saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAt {
+    /// Not known: the in-memory store (one node) does not track it.
+    Unknown,
+    /// No session: the user is offline.
+    None,
+    /// On the appending node.
+    Here,
+    /// On another node.
+    Node(Box<str>),
 }
 
 /// A store that could not do what was asked: nothing was made durable.

@@ -24,13 +24,14 @@ use crate::{
     metrics::DropReason,
     protocol::{DirectTemplate, ErrorCode},
     relay::{self, wire},
-    store::{Appended, Store, StoreError, StoredMessage},
+    store::{Appended, SessionAt, Store, StoreError, StoredMessage},
 };
 
 use super::{
     super::{
         conn::Conn,
         mesh::{Back, CoreMsg},
+        shard_of,
     },
     api::{Answer, Slot},
     Shard,
@@ -92,12 +93,27 @@ impl Shard {
             Ok(a) => a,
             Err(e) => return self.answer(d.reply, Err(e.to_string())),
         };
-        let relay = match (&self.relay, &appended.elsewhere) {
-            (Some(relay), Some(node)) => Some((relay.clone(), relay::node_topic(node))),
+        let relay = match (&self.relay, &appended.session) {
+            (Some(relay), SessionAt::Node(node)) => Some((relay.clone(), relay::node_topic(node))),
             _ => None,
         };
         let Some((relay, topic)) = relay else {
-            self.offer_to_user(&d.to, appended.message, Some(d.ingress), true);
+            match shard_of(&d.to, self.mesh.cores()) {
+                // The user's session is on this node but on another core: a
+                // user of another node by the ring, appended here by its
+                // sender's core, who has not moved yet (see `rebalance`).
+                core if core != self.id && appended.session == SessionAt::Here => {
+                    let to = d.to.clone();
+                    self.mesh.send(
+                        core,
+                        CoreMsg::Relayed {
+                            to,
+                            message: appended.message,
+                        },
+                    );
+                }
+                _ => self.offer_to_user(&d.to, appended.message, Some(d.ingress), true),
+            }
             return self.answer(d.reply, Ok(()));
         };
         // The user's session is on another node: durable here, live there
@@ -118,9 +134,9 @@ impl Shard {
         );
     }
 
-    /// A direct message another node appended for a user of this core.
+    /// A direct message another core or node appended for a user of this
+    /// core.
     pub(super) fn on_relayed_direct(&self, to: &str, message: StoredMessage) {
-        self.counters().relay_received();
         self.offer_to_user(to, message, None, false);
     }
 

@@ -313,6 +313,7 @@ impl Shard {
     pub fn on_relayed(&self, record: relay::Record<'_>) {
         match record {
             relay::Record::Direct(d) => {
+                self.counters().relay_received();
                 let message = StoredMessage {
                     offset: d.offset,
                     envelope: Bytes::copy_from_slice(d.envelope),

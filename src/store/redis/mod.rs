@@ -35,13 +35,14 @@ use sha1::{Digest, Sha1};
 
 use crate::{config::Config, metrics::Metrics, protocol::DirectTemplate};
 
-use super::{Appended, Session, Store, StoreError, StoredMessage};
+use super::{Appended, Session, SessionAt, Store, StoreError, StoredMessage};
 
 pub use link::{Link, LinkSettings};
 
 /// `KEYS[1]` meta hash, `KEYS[2]` buffer list; `ARGV` head, tail, W, TTL ms,
-/// the appending node. Returns the new offset, or `{offset, node}` when the
-/// user's session is on another node (which the relay then tells).
+/// the appending node. Returns the new offset alone when the user has no
+/// session, `{offset, 1}` when its session is on the appending node, and
+/// `{offset, node}` when it is on another node (which the relay then tells).
 const APPEND: &str = r#"
 local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
 redis.call('RPUSH', KEYS[2], ARGV[1] .. o .. ARGV[2])
@@ -49,8 +50,9 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local node = redis.call('HGET', KEYS[1], 'node')
-if node and node ~= ARGV[5] then return {o, node} end
-return o
+if not node then return o end
+if node == ARGV[5] then return {o, 1} end
+return {o, node}
 "#;
 
 /// `KEYS[1]` meta, `KEYS[2]` buffer; `ARGV[1]` after. Returns the offset of
@@ -293,15 +295,16 @@ impl Store for RedisStore {
             Arg::Bytes(self.node_id.as_bytes()),
         ];
         let v = self.script(0, user, 2, &args).await?;
-        let (offset, elsewhere) = match &v {
+        let (offset, session) = match &v {
             Value::Array(pair) => match &pair[..] {
                 [o, Value::BulkString(node)] => (
                     as_u64(o),
-                    Some(String::from_utf8_lossy(node).into_owned().into_boxed_str()),
+                    SessionAt::Node(String::from_utf8_lossy(node).into_owned().into_boxed_str()),
                 ),
-                _ => (None, None),
+                [o, Value::Int(1)] => (as_u64(o), SessionAt::Here),
+                _ => (None, SessionAt::Unknown),
             },
-            single => (as_u64(single), None),
+            single => (as_u64(single), SessionAt::None),
         };
         let offset = offset.ok_or_else(|| reply_error("append", &v))?;
         Ok(Appended {
@@ -309,7 +312,7 @@ impl Store for RedisStore {
                 offset,
                 envelope: Bytes::from(message.with_offset(offset)),
             },
-            elsewhere,
+            session,
         })
     }
 
