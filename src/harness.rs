@@ -18,6 +18,34 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A loopback TCP port nothing listens on right now (for a process that
+/// must be started, and restarted, on a port known in advance).
+pub fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A static ring of nodes `n0..` (weight 1, `slots` slots), node `i`
+/// reachable at `ws://127.0.0.1:{ports[i]}/ws`: a test cluster on loopback.
+pub fn loopback_ring(ports: &[u16], slots: u64) -> crate::ring::Ring {
+    let nodes = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut node = crate::ring::Node::new(format!("n{i}"), 1.0);
+            node.addr = format!("ws://127.0.0.1:{port}/ws");
+            node
+        })
+        .collect();
+    crate::ring::Ring::new(crate::ring::RingConfig {
+        version: 1,
+        slots,
+        nodes,
+    })
+    .expect("a valid loopback ring")
+}
+
 /// How long [`NodeProcess::start`] waits for the listening line. Generous:
 /// a debug node on a loaded 2-vCPU machine, a Redis or Kafka wait included.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -276,10 +304,7 @@ pub struct RedisProcess {
 impl RedisProcess {
     /// Starts `redis-server` on a free port and waits until it answers.
     pub fn start() -> io::Result<RedisProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        RedisProcess::start_on(port)
+        RedisProcess::start_on(free_port()?)
     }
 
     /// Starts `redis-server` on `port` (to restart one where it was).
@@ -367,10 +392,7 @@ impl TansuProcess {
     /// Starts a broker on a free port and waits until it accepts
     /// connections.
     pub fn start() -> io::Result<TansuProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        TansuProcess::start_on(port)
+        TansuProcess::start_on(free_port()?)
     }
 
     /// Starts a broker on `port` (to restart one where it was; memory

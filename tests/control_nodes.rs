@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Node, SECRET};
+use common::{cluster::free_port, Node, SECRET};
 use shardcast::{
     control::client::ControlClient,
     harness::{CtlProcess, RedisProcess, TansuProcess},
@@ -41,14 +41,6 @@ impl Backends {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The status line of an upgrade request for `user` at `port`.
 fn upgrade_status(port: u16, user: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -69,51 +61,48 @@ fn upgrade_status(port: u16, user: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_gone() {
-    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
-    ctl_cmd
-        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
+/// `shardcast-ctl` on an ephemeral port, M = 4096, a grace long enough
+/// that no node of a test expires.
+fn start_ctl() -> CtlProcess {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
+    c.args(["--listen", "127.0.0.1:0", "--slots", "4096"])
         .args(["--heartbeat-grace-secs", "30"])
         .env("SHARDCAST_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
-    let mut ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    CtlProcess::start(c).expect("start shardcast-ctl")
+}
+
+/// The control plane's ring once it has `n` nodes (at most 10 s).
+fn ring_of(client: &ControlClient, n: usize) -> shardcast::ring::Ring {
+    let t0 = Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no ring of {n} nodes"
+        );
+        if let Ok(Some(ring)) = client.ring() {
+            if ring.nodes().len() == n {
+                return ring;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_gone() {
+    let mut ctl = start_ctl();
     let url = format!("http://{}", ctl.http);
     let backends = Backends::start();
     let ports = [free_port(), free_port()];
-    let nodes: Vec<Node> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
-            c.args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
-                .args(["--node-id", &format!("n{i}"), "--control", &url])
-                .args(["--heartbeat-ms", "100"])
-                .args(backends.args())
-                .env("SHARDCAST_SECRET", SECRET)
-                .env("RUST_LOG", "warn")
-                .stderr(Stdio::inherit());
-            Node::from_command(c)
-        })
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| Node::from_command(node_cmd(&backends, i, ports[i], &url)))
         .collect();
 
     // Both join; the ring the control plane publishes names both.
     let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let t0 = Instant::now();
-    let ring = loop {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the nodes never joined"
-        );
-        if let Ok(Some(ring)) = client.ring() {
-            if ring.nodes().len() == 2 {
-                break ring;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ring = ring_of(&client, 2);
     let addr_of = |i: usize| format!("ws://127.0.0.1:{}/ws", ports[i]);
     assert!(ring
         .nodes()
@@ -162,42 +151,20 @@ fn node_cmd_with(b: &Backends, i: usize, port: u16, url: &str, rebalance_secs: &
 
 #[test]
 fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
-    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
-    ctl_cmd
-        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
-        .args(["--heartbeat-grace-secs", "30"])
-        .env("SHARDCAST_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    let ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    let ctl = start_ctl();
     let url = format!("http://{}", ctl.http);
     let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ring_of = |n: usize| {
-        let t0 = Instant::now();
-        loop {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no ring of {n} nodes"
-            );
-            if let Ok(Some(ring)) = client.ring() {
-                if ring.nodes().len() == n {
-                    return ring;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let backends = Backends::start();
     let ports = [free_port(), free_port()];
     let n0 = Node::from_command(node_cmd(&backends, 0, ports[0], &url));
-    ring_of(1);
+    ring_of(&client, 1);
     // n0 routes by a ring of itself before anyone connects.
     std::thread::sleep(Duration::from_millis(300));
     let users: Vec<String> = (0..16).map(|k| format!("dev{k}")).collect();
     let mut clients: Vec<common::Client> = users.iter().map(|u| n0.connect(u).0).collect();
 
     let _n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
-    let ring = ring_of(2);
+    let ring = ring_of(&client, 2);
     let n1_url = format!("ws://127.0.0.1:{}/ws", ports[1]);
     // Moves are spread over --rebalance-secs 1 (plus a tick or two).
     std::thread::sleep(Duration::from_millis(2500));
@@ -238,37 +205,15 @@ fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
 
 #[test]
 fn a_user_not_moved_yet_still_gets_messages_appended_for_its_new_owner() {
-    let mut ctl_cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
-    ctl_cmd
-        .args(["--listen", "127.0.0.1:0", "--slots", "4096"])
-        .args(["--heartbeat-grace-secs", "30"])
-        .env("SHARDCAST_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    let ctl = CtlProcess::start(ctl_cmd).expect("start shardcast-ctl");
+    let ctl = start_ctl();
     let url = format!("http://{}", ctl.http);
     let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ring_of = |n: usize| {
-        let t0 = Instant::now();
-        loop {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no ring of {n} nodes"
-            );
-            if let Ok(Some(ring)) = client.ring() {
-                if ring.nodes().len() == n {
-                    return ring;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let backends = Backends::start();
     let ports = [free_port(), free_port()];
     // n0 moves its users only after a minute: they stay while the ring
     // already names n1 as their owner.
     let n0 = Node::from_command(node_cmd_with(&backends, 0, ports[0], &url, "60"));
-    ring_of(1);
+    ring_of(&client, 1);
     std::thread::sleep(Duration::from_millis(300));
     // The ring the control plane will publish once n1 joins (placement
     // depends only on ids, weights and slots).
@@ -289,7 +234,7 @@ fn a_user_not_moved_yet_still_gets_messages_appended_for_its_new_owner() {
     // x connects while n0 owns everyone; then n1 joins.
     let (mut xc, _) = n0.connect(x);
     let _n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
-    let ring = ring_of(2);
+    let ring = ring_of(&client, 2);
     assert_eq!(ring.lookup(x).id, "n1", "the local ring agrees with ctl's");
     let t0 = Instant::now();
     while !upgrade_status(ports[0], x).contains("307") {

@@ -340,37 +340,15 @@ fn connect_with_minted_jwts_against_a_node_with_auth_jwt() {
 
 #[test]
 fn direct_across_a_three_node_cluster_with_a_killed_node_loses_nothing_acked() {
-    use shardcast::harness::TansuProcess;
-    use shardcast::ring::{Node as RingNode, Ring, RingConfig};
+    use shardcast::harness::{free_port, loopback_ring, TansuProcess};
     // Redis, tansu, three nodes on one static ring; loadgen connects each
     // user to its owner (--ring). Node n1 is SIGKILLed mid-run and restarted
     // with the same id and port; its users reconnect and resume.
     let redis = RedisProcess::start().expect("redis-server (apt-get install -y redis-server)");
     let tansu = TansuProcess::start().expect("tansu (cargo install tansu --features dynostore)");
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let ring = Ring::new(RingConfig {
-        version: 1,
-        slots: 4096,
-        nodes: ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let mut n = RingNode::new(format!("n{i}"), 1.0);
-                n.addr = format!("ws://127.0.0.1:{p}/ws");
-                n
-            })
-            .collect(),
-    })
-    .unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
+    let ring = loopback_ring(&ports, 4096);
     let ring_file = dir.path().join("ring.json");
     std::fs::write(&ring_file, serde_json::to_string(&ring).unwrap()).unwrap();
     let ring_arg = ring_file.to_str().unwrap().to_owned();

@@ -8,8 +8,8 @@ use std::{
 
 use serde_json::Value;
 use shardcast::{
-    harness::{RedisProcess, TansuProcess},
-    ring::{Node as RingNode, Ring, RingConfig},
+    harness::{self, RedisProcess, TansuProcess},
+    ring::Ring,
 };
 
 use super::{Client, Node, SECRET};
@@ -25,11 +25,9 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    harness::free_port().expect("a free port")
 }
 
 impl Cluster {
@@ -38,20 +36,7 @@ impl Cluster {
         let redis = RedisProcess::start().expect("start redis-server");
         let tansu = TansuProcess::start().expect("start tansu");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let ring = Ring::new(RingConfig {
-            version: 1,
-            slots: 4096,
-            nodes: ports
-                .iter()
-                .enumerate()
-                .map(|(i, port)| {
-                    let mut node = RingNode::new(format!("n{i}"), 1.0);
-                    node.addr = format!("ws://127.0.0.1:{port}/ws");
-                    node
-                })
-                .collect(),
-        })
-        .expect("a valid ring");
+        let ring = harness::loopback_ring(&ports, 4096);
         let ring_file = std::env::temp_dir().join(format!(
             "shardcast-ring-{}-{}.json",
             std::process::id(),
