@@ -222,6 +222,13 @@ impl Shard {
         ingress: Instant,
         reply: Reply,
     ) {
+        self.publish_on_node(room, envelope.clone(), ingress);
+        self.publish_relayed(room, envelope, reply);
+    }
+
+    /// Hands a room message to every core's matching subscribers (this
+    /// core's at once, the others' over the mesh).
+    fn publish_on_node(&self, room: &str, envelope: Bytes, ingress: Instant) {
         for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
             self.mesh.send(
                 core,
@@ -232,8 +239,7 @@ impl Shard {
                 },
             );
         }
-        self.publish_local(room, envelope.clone(), ingress);
-        self.publish_relayed(room, envelope, reply);
+        self.publish_local(room, envelope, ingress);
     }
 
     /// The waiter of `reply`, as another core names it.
@@ -332,18 +338,7 @@ impl Shard {
             relay::Record::Room(r) => {
                 self.counters().relay_received();
                 let envelope = Bytes::copy_from_slice(r.envelope);
-                let ingress = Instant::now();
-                for core in (0..self.mesh.cores()).filter(|&c| c != self.id) {
-                    self.mesh.send(
-                        core,
-                        CoreMsg::Publish {
-                            room: r.room.into(),
-                            envelope: envelope.clone(),
-                            ingress,
-                        },
-                    );
-                }
-                self.publish_local(r.room, envelope, ingress);
+                self.publish_on_node(r.room, envelope, Instant::now());
             }
         }
     }
