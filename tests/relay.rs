@@ -181,6 +181,18 @@ fn acked(replies: &BTreeMap<String, Value>) -> Vec<String> {
         .collect()
 }
 
+/// Reads `client` until as many messages as `acked` arrived, and checks
+/// that every acked id is among them.
+fn assert_all_arrive(client: &mut Client, acked: &[String]) {
+    let got: HashSet<String> = recv_directs(client, acked.len(), Duration::from_secs(20))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in acked {
+        assert!(got.contains(id), "acked {id} lost");
+    }
+}
+
 #[test]
 fn a_recipient_node_killed_mid_stream_and_restarted_loses_nothing_acked() {
     let mut cluster = Cluster::start(3, &[]);
@@ -202,13 +214,7 @@ fn a_recipient_node_killed_mid_stream_and_restarted_loses_nothing_acked() {
         .node(1)
         .connect_query(&format!("userId={bob}&resume={token}"))
         .expect("bob resumes on the new process");
-    let got: HashSet<String> = recv_directs(&mut b, acked.len(), Duration::from_secs(20))
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
-    for id in &acked {
-        assert!(got.contains(id), "acked {id} lost");
-    }
+    assert_all_arrive(&mut b, &acked);
 }
 
 #[test]
@@ -234,13 +240,7 @@ fn a_sender_node_killed_mid_stream_loses_nothing_it_acked() {
         }
     }
     assert!(!acked.is_empty());
-    let got: HashSet<String> = recv_directs(&mut b, acked.len(), Duration::from_secs(20))
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
-    for id in &acked {
-        assert!(got.contains(id), "acked {id} lost");
-    }
+    assert_all_arrive(&mut b, &acked);
 }
 
 #[test]
