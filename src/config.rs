@@ -244,6 +244,10 @@ knobs! {
     relay_fetch_wait_ms ("SHARDCAST_RELAY_FETCH_WAIT_MS"): u64 = 10;
     /// Control plane: milliseconds between heartbeats (`--control`). [default: 500]
     heartbeat_ms ("SHARDCAST_HEARTBEAT_MS"): u64 = 500;
+    /// Control plane: the Kafka topic `shardcast-ctl` publishes ring versions
+    /// to; nodes with `--control` follow it (the heartbeat reply is the
+    /// fallback). [default: shardcast.control]
+    control_topic ("SHARDCAST_CONTROL_TOPIC"): String = "shardcast.control".to_owned();
     /// Seconds over which the users a new ring gives to other nodes are moved
     /// (each at its own moment in the period, so a change is not one burst). [default: 10]
     rebalance_secs ("SHARDCAST_REBALANCE_SECS"): f64 = 10.0;

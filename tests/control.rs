@@ -455,6 +455,7 @@ fn the_client_follows_ring_versions_and_keeps_the_last_when_ctl_is_down() {
         Duration::from_millis(50),
         0,
         || hb("follower"),
+        || false,
         move |ring| seen.lock().unwrap().push(ring),
     );
     assert!(eventually(Duration::from_secs(5), || follower.version() == 1));

@@ -4,95 +4,18 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+use std::time::{Duration, Instant};
+
+use common::{
+    cluster::free_port,
+    control::{node_cmd, node_cmd_with, ring_of, start_ctl, upgrade_status, Backends},
+    Node,
 };
-
-use common::{cluster::free_port, Node, SECRET};
-use shardcast::{
-    control::client::ControlClient,
-    harness::{CtlProcess, RedisProcess, TansuProcess},
-};
-
-/// The Redis and broker a cluster's nodes need (`--control` needs
-/// `--kafka` and `--redis`), killed when dropped.
-struct Backends {
-    redis: RedisProcess,
-    tansu: TansuProcess,
-}
-
-impl Backends {
-    fn start() -> Backends {
-        Backends {
-            redis: RedisProcess::start().expect("redis-server"),
-            tansu: TansuProcess::start().expect("tansu"),
-        }
-    }
-
-    fn args(&self) -> [String; 4] {
-        [
-            "--redis".into(),
-            self.redis.url(),
-            "--kafka".into(),
-            self.tansu.brokers(),
-        ]
-    }
-}
-
-/// The status line of an upgrade request for `user` at `port`.
-fn upgrade_status(port: u16, user: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /ws?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n])
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// `shardcast-ctl` on an ephemeral port, M = 4096, a grace long enough
-/// that no node of a test expires.
-fn start_ctl() -> CtlProcess {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-ctl"));
-    c.args(["--listen", "127.0.0.1:0", "--slots", "4096"])
-        .args(["--heartbeat-grace-secs", "30"])
-        .env("SHARDCAST_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    CtlProcess::start(c).expect("start shardcast-ctl")
-}
-
-/// The control plane's ring once it has `n` nodes (at most 10 s).
-fn ring_of(client: &ControlClient, n: usize) -> shardcast::ring::Ring {
-    let t0 = Instant::now();
-    loop {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no ring of {n} nodes"
-        );
-        if let Ok(Some(ring)) = client.ring() {
-            if ring.nodes().len() == n {
-                return ring;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use shardcast::control::client::ControlClient;
 
 #[test]
 fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_gone() {
-    let mut ctl = start_ctl();
+    let mut ctl = start_ctl(&[]);
     let url = format!("http://{}", ctl.http);
     let backends = Backends::start();
     let ports = [free_port(), free_port()];
@@ -132,26 +55,9 @@ fn nodes_join_by_heartbeat_route_by_the_published_ring_and_keep_it_when_ctl_is_g
     assert_eq!(welcome["type"], "welcome");
 }
 
-fn node_cmd(b: &Backends, i: usize, port: u16, url: &str) -> Command {
-    node_cmd_with(b, i, port, url, "1")
-}
-
-fn node_cmd_with(b: &Backends, i: usize, port: u16, url: &str, rebalance_secs: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shardcast-node"));
-    c.args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", "127.0.0.1:0", "--cores", "2"])
-        .args(["--node-id", &format!("n{i}"), "--control", url])
-        .args(["--heartbeat-ms", "100", "--rebalance-secs", rebalance_secs])
-        .args(b.args())
-        .env("SHARDCAST_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    c
-}
-
 #[test]
 fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
-    let ctl = start_ctl();
+    let ctl = start_ctl(&[]);
     let url = format!("http://{}", ctl.http);
     let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
     let backends = Backends::start();
@@ -205,7 +111,7 @@ fn a_joining_node_takes_exactly_the_users_the_ring_gives_it() {
 
 #[test]
 fn a_user_not_moved_yet_still_gets_messages_appended_for_its_new_owner() {
-    let ctl = start_ctl();
+    let ctl = start_ctl(&[]);
     let url = format!("http://{}", ctl.http);
     let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
     let backends = Backends::start();

@@ -116,10 +116,15 @@ fn route(control: &Control, req: &ApiRequest<'_>) -> ApiResponse {
         },
         "/api/v1/connect" => match user_of(query) {
             Err(r) => r,
-            Ok((user, resume)) => match control.connect(&user, resume.as_deref()) {
-                Ok(c) => ApiResponse::json(200, to_json(&c)),
-                Err(e) => lookup_error(e),
-            },
+            Ok((user, resume)) => {
+                if let Some(node) = unreachable_of(query) {
+                    control.report_unreachable(&node);
+                }
+                match control.connect(&user, resume.as_deref()) {
+                    Ok(c) => ApiResponse::json(200, to_json(&c)),
+                    Err(e) => lookup_error(e),
+                }
+            }
         },
         "/api/v1/scaling" => ApiResponse::json(200, to_json(&control.scaling())),
         "/health" => ApiResponse::json(200, control.health_json()),
@@ -179,6 +184,13 @@ fn user_of(query: &str) -> Result<(String, Option<String>), ApiResponse> {
         ));
     }
     Ok((user, resume))
+}
+
+/// `unreachable=NODE` of a `connect`: the node the client failed on.
+fn unreachable_of(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k == "unreachable" && !v.is_empty() && v.len() <= 128)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn lookup_error(e: LookupError) -> ApiResponse {

@@ -275,3 +275,56 @@ fn scaling_health_and_metrics_report_the_state() {
         assert!(m.lines().any(|l| l == line), "{line} in\n{m}");
     }
 }
+
+#[test]
+fn a_reported_node_leaves_the_ring_only_when_its_port_refuses() {
+    let c = control();
+    let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    for (id, addr) in [("live", live.local_addr().unwrap()), ("dead", dead_addr)] {
+        let body = format!(r#"{{"nodeId":"{id}","wsUrl":"ws://{addr}/ws","weight":1}}"#);
+        assert_eq!(call(&c, "POST", "/api/v1/nodes/heartbeat", &body).0, 200);
+    }
+    let version = |c: &Control| c.ring().unwrap().version();
+    assert_eq!(version(&c), 2);
+
+    // A live node reported by a client stays; so do unknown ids.
+    let (status, _) = call(&c, "GET", "/api/v1/connect?userId=u1&unreachable=live", "");
+    assert_eq!(status, 200);
+    let (status, _) = call(&c, "GET", "/api/v1/connect?userId=u1&unreachable=nope", "");
+    assert_eq!(status, 200);
+    assert_eq!(version(&c), 2);
+
+    // A user of the dead node is answered with its new owner at once.
+    let user = (0..)
+        .map(|i| format!("user{i}"))
+        .find(|u| c.resolve(u).unwrap().node_id == "dead")
+        .unwrap();
+    let (status, reply) = call(
+        &c,
+        "GET",
+        &format!("/api/v1/connect?userId={user}&unreachable=dead"),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(reply["nodeId"], "live");
+    assert_eq!(reply["ringVersion"], 3);
+    assert_eq!(version(&c), 3);
+    assert!(c.ring().unwrap().node("dead").is_none());
+
+    let (_, metrics) = call(&c, "GET", "/metrics", "");
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "rtc_lb_unreachable_reports_total{outcome=\"alive\"} 1",
+        "rtc_lb_unreachable_reports_total{outcome=\"not_member\"} 1",
+        "rtc_lb_unreachable_reports_total{outcome=\"dead\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    // The dead node comes back: its heartbeat makes it a member again.
+    let body = format!(r#"{{"nodeId":"dead","wsUrl":"ws://{dead_addr}/ws","weight":1}}"#);
+    assert_eq!(call(&c, "POST", "/api/v1/nodes/heartbeat", &body).0, 200);
+    assert_eq!(version(&c), 4);
+}

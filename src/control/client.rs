@@ -259,11 +259,16 @@ impl RingFollower {
     /// is sent; when the reply names a newer version, the ring is fetched
     /// and given to `on_ring`. `known` is the version the node starts with
     /// (0: none).
+    ///
+    /// `urgent()` is asked between beats (every 50 ms at most): when it
+    /// says true the next heartbeat goes at once (a node that starts
+    /// draining tells the control plane without waiting for its interval).
     pub fn spawn(
         client: ControlClient,
         interval: Duration,
         known: u64,
         mut beat: impl FnMut() -> Heartbeat + Send + 'static,
+        mut urgent: impl FnMut() -> bool + Send + 'static,
         mut on_ring: impl FnMut(Ring) + Send + 'static,
     ) -> RingFollower {
         let stop = Arc::new(AtomicBool::new(false));
@@ -300,7 +305,7 @@ impl RingFollower {
                         next = now;
                     }
                     // Sleep in short steps so that a stop is noticed soon.
-                    while !s.load(Ordering::Relaxed) && Instant::now() < next {
+                    while !s.load(Ordering::Relaxed) && Instant::now() < next && !urgent() {
                         thread::sleep(
                             next.saturating_duration_since(Instant::now())
                                 .min(Duration::from_millis(50)),

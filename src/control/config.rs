@@ -86,6 +86,10 @@ knobs! {
     /// Seconds without a heartbeat after which a node leaves the ring
     /// (fractions allowed; keep it at 3+ heartbeat intervals). [default: 1.5]
     heartbeat_grace_secs ("SHARDCAST_HEARTBEAT_GRACE_SECS"): f64 = 1.5;
+    /// Milliseconds a probe of a node reported `unreachable` by a client
+    /// waits for a TCP handshake (a refused connect evicts the node at
+    /// once; no answer leaves it to the grace period). [default: 300]
+    probe_timeout_ms ("SHARDCAST_PROBE_TIMEOUT_MS"): u64 = 300;
     /// M, the ring's slot count: a power of two, fixed for a cluster. [default: 1048576]
     slots ("SHARDCAST_SLOTS"): u64 = DEFAULT_SLOTS;
     /// Kafka topic the ring versions are produced to (with `--kafka`). [default: shardcast.control]
@@ -226,6 +230,9 @@ impl CtlConfig {
         }
         if self.scale_max_step == 0 {
             return invalid("scale-max-step", "must be at least 1");
+        }
+        if self.probe_timeout_ms == 0 || self.probe_timeout_ms > 60_000 {
+            return invalid("probe-timeout-ms", "must be in [1, 60000]");
         }
         if self.http_threads == 0 || self.http_threads > 256 {
             return invalid("http-threads", "must be in 1..=256");

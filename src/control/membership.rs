@@ -7,7 +7,8 @@
 //! Rules:
 //! * a node joins on its first heartbeat (its weight and zone from it) and
 //!   leaves when it reports `draining` or its last heartbeat is older than
-//!   the grace period; a heartbeat with another weight, zone or URL updates
+//!   the grace period, or is evicted because its port refused a probe
+//!   (see `probe`); a heartbeat with another weight, zone or URL updates
 //!   the member;
 //! * every change is one new ring version: one node per version, computed
 //!   with [`Ring::apply`] (incremental) when the slot table changes;
@@ -67,6 +68,8 @@ pub enum ChangeReason {
     Drained,
     /// No heartbeat within the grace period.
     Expired,
+    /// A client reported it unreachable and its port refused a probe.
+    Unreachable,
     /// A member's weight, zone or URL changed.
     Updated,
     /// A node reported a version at or above ours: same members, higher
@@ -81,6 +84,7 @@ impl ChangeReason {
             ChangeReason::Joined => "joined",
             ChangeReason::Drained => "drained",
             ChangeReason::Expired => "expired",
+            ChangeReason::Unreachable => "unreachable",
             ChangeReason::Updated => "updated",
             ChangeReason::VersionBump => "version_bump",
         }
@@ -327,6 +331,16 @@ impl Membership {
             changes.push(self.change(&id, ChangeReason::Expired));
         }
         Ok(changes)
+    }
+
+    /// Removes member `id` now (its port refused a probe); `None` when it
+    /// is not a member.
+    pub fn evict(&mut self, id: &str) -> Result<Option<RingChange>, MembershipError> {
+        if !self.members.contains_key(id) {
+            return Ok(None);
+        }
+        self.remove(id)?;
+        Ok(Some(self.change(id, ChangeReason::Unreachable)))
     }
 
     fn remove(&mut self, id: &str) -> Result<(), MembershipError> {

@@ -6,6 +6,7 @@
 //! - [`config`]: every knob of `shardcast-ctl`, with its default.
 //! - [`heartbeat`]: the heartbeat's JSON and its rules (shared with the client).
 //! - [`membership`]: members → ring versions (pure; the one place versions are made).
+//! - [`probe`]: is a node a client reports unreachable really gone?
 //! - [`scaling`]: the contract's formula and its hysteresis (pure).
 //! - [`state`]: the state file that keeps versions monotonic across restarts.
 //! - [`service`]: the shared state behind the API, signing of `connect` tokens, metrics.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod heartbeat;
 pub mod membership;
+pub mod probe;
 pub mod publish;
 pub mod scaling;
 pub mod server;

@@ -147,12 +147,10 @@ pub fn build(config: &CtlConfig) -> Result<Control, RunError> {
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
     };
-    Ok(Control::new(
-        membership,
-        config.scaling(),
-        signing,
-        publisher,
-    ))
+    Ok(
+        Control::new(membership, config.scaling(), signing, publisher)
+            .with_probe_timeout(Duration::from_millis(config.probe_timeout_ms)),
+    )
 }
 
 /// One worker: answers requests until the server is unblocked.

@@ -17,7 +17,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -26,6 +26,7 @@ use serde::Serialize;
 use super::{
     heartbeat::{Heartbeat, HeartbeatReply},
     membership::{Membership, MembershipError, RingChange},
+    probe::{probe, Probe},
     scaling::{Decision, Demand, Inputs, Scaler, ScalingParams},
 };
 use crate::{ring::Ring, token::ResumeToken};
@@ -143,7 +144,16 @@ pub struct Control {
     heartbeats: AtomicU64,
     ring_changes: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    probe_timeout: Duration,
+    /// When each node was last probed and found not dead (reports about
+    /// it within `PROBE_QUIET` are not probed again).
+    probed: Mutex<BTreeMap<String, Instant>>,
+    reports: Mutex<BTreeMap<&'static str, u64>>,
 }
+
+/// How long a probe that found a node alive (or gave no verdict) answers
+/// the reports that follow, so a wave of clients costs one probe.
+const PROBE_QUIET: Duration = Duration::from_millis(200);
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -177,6 +187,9 @@ impl Control {
             heartbeats: AtomicU64::new(0),
             ring_changes: AtomicU64::new(0),
             refused: Mutex::new(BTreeMap::new()),
+            probe_timeout: Duration::from_millis(300),
+            probed: Mutex::new(BTreeMap::new()),
+            reports: Mutex::new(BTreeMap::new()),
         };
         // A restored snapshot is published again: a node that missed it
         // (or a fresh topic) gets it; nodes that have it ignore it.
@@ -186,6 +199,12 @@ impl Control {
         }
         drop(state);
         control
+    }
+
+    /// How long a probe of a reported node waits for its TCP handshake.
+    pub fn with_probe_timeout(mut self, timeout: Duration) -> Control {
+        self.probe_timeout = timeout;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -234,6 +253,66 @@ impl Control {
             member: beat.member,
             ring_version: state.membership.version(),
         })
+    }
+
+    /// A client could not reach member `node_id` (`unreachable=` of
+    /// `connect`): probe its port now and evict it if nothing listens
+    /// there, so the answer that follows already names the new owner.
+    /// Unknown ids and non-members are ignored; see `probe` for why only
+    /// a refused connect evicts.
+    pub fn report_unreachable(&self, node_id: &str) -> &'static str {
+        let outcome = self.check_reported(node_id);
+        let mut m = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(outcome).or_insert(0) += 1;
+        outcome
+    }
+
+    fn check_reported(&self, node_id: &str) -> &'static str {
+        let Some(url) = self
+            .lock()
+            .membership
+            .members()
+            .get(node_id)
+            .map(|m| m.node.addr.clone())
+        else {
+            return "not_member";
+        };
+        let now = Instant::now();
+        {
+            let mut probed = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+            if probed
+                .get(node_id)
+                .is_some_and(|at| now.duration_since(*at) < PROBE_QUIET)
+            {
+                return "recently_probed";
+            }
+            probed.insert(node_id.to_owned(), now);
+        }
+        // Outside the state lock: heartbeats and lookups go on meanwhile.
+        let outcome = probe(&url, self.probe_timeout);
+        if outcome == Probe::Dead {
+            let mut state = self.lock();
+            // Still the member that was probed (not a restarted node at a
+            // new address, not already gone)?
+            if state
+                .membership
+                .members()
+                .get(node_id)
+                .map(|m| &m.node.addr)
+                == Some(&url)
+            {
+                match state.membership.evict(node_id) {
+                    Ok(change) => self.changed(&state.membership, change.as_slice()),
+                    Err(e) => tracing::error!("evicting {node_id}: {e}"),
+                }
+            }
+            drop(state);
+            self.probed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(node_id);
+        }
+        outcome.as_str()
     }
 
     /// The housekeeping pass: expire late nodes, feed the scaler.
@@ -398,6 +477,19 @@ impl Control {
                 "# HELP {name} Newest ring version the Kafka broker acknowledged.\n# TYPE {name} gauge\n{name} {}\n",
                 p.published()
             );
+        }
+        let name = "rtc_lb_unreachable_reports_total";
+        let _ = write!(
+            out,
+            "# HELP {name} Clients' reports of an unreachable node, by what the probe found.\n# TYPE {name} counter\n"
+        );
+        for (outcome, n) in self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
         }
         let name = "rtc_lb_requests_refused_total";
         let _ = write!(

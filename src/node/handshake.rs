@@ -143,6 +143,9 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         }
     };
     if let Target::Messaging { user, .. } = &target {
+        // A client sent here by a ring newer than this core's tick has
+        // seen (a failover): route by the newest ring the node has.
+        shard.follow_ring();
         if let Owner::Node(node) = shard.owner(user) {
             return reply(stream, redirect(&shard, node, req.uri().query())).await;
         }

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod cluster;
+pub mod control;
 
 use std::{
     io::{Read, Write},
@@ -151,18 +152,7 @@ impl Node {
 
     /// Connects to `path`.
     pub fn connect_path(&self, path: &str) -> Result<Client, tungstenite::Error> {
-        let stream = TcpStream::connect(self.ws).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        let url = format!("ws://{}{}", self.ws, path);
-        let (ws, _) =
-            tungstenite::client(url, MaybeTlsStream::Plain(stream)).map_err(|e| match e {
-                tungstenite::HandshakeError::Failure(e) => e,
-                tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream"),
-            })?;
-        Ok(Client { ws })
+        connect_to(self.ws, path)
     }
 
     /// One plain HTTP GET on the main port: (status line, whole response).
@@ -208,6 +198,21 @@ impl Node {
         .unwrap();
         s
     }
+}
+
+/// A WebSocket client connected to `path` at `addr`.
+pub fn connect_to(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Error> {
+    let stream = TcpStream::connect(addr).map_err(tungstenite::Error::Io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, _) = tungstenite::client(url, MaybeTlsStream::Plain(stream)).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream"),
+    })?;
+    Ok(Client { ws })
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {

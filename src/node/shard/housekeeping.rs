@@ -4,8 +4,9 @@
 //! drain flag; once a second it pings quiet connections, closes idle ones
 //! and those whose JWT expired (4003), ends connections past their
 //! deadline, expires store entries and publishes metric snapshots. A drain stops accepting, asks every
-//! connection to reconnect elsewhere (a `reconnect` envelope, then 1012),
-//! and gives clients `--drain-timeout-secs` to leave.
+//! connection to reconnect elsewhere (a `reconnect` envelope, then 1012;
+//! under a control plane, once the ring without this node names each
+//! user's new owner), and gives clients `--drain-timeout-secs` to leave.
 
 use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
 
@@ -27,6 +28,7 @@ impl Shard {
     pub fn tick(&self) {
         self.clock.set(self.started.elapsed().as_secs() as u32);
         self.follow_ring();
+        self.check_drain_ring();
         self.move_due_users();
         if self.node_drain.load(Ordering::Relaxed) && !self.draining.get() {
             self.start_drain();
@@ -76,20 +78,75 @@ impl Shard {
     }
 
     /// Stops accepting and asks every connection to reconnect elsewhere.
+    ///
+    /// A member of a control plane's ring first waits (at most
+    /// [`Shard::drain_ring_wait_ticks`]) for the ring without it: the
+    /// heartbeat reports the drain at once, the control plane takes the node
+    /// out, and each user is then moved like on any ring change, with its
+    /// new owner's `wsUrl`, spread over the drain. Without that ring (the
+    /// control plane is down) every user is sent away without an address.
     pub fn start_drain(&self) {
         self.draining.set(true);
         self.drain_deadline
             .set(Some(self.clock() + self.config.drain_timeout_secs as u32));
         self.drain_started.notify();
         let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        let by_ring = self.config.control.is_some() && self.ring.borrow().is_some();
+        if by_ring && self.is_member() {
+            self.drain_ring_wait
+                .set(Some(self.ticks.get() + self.drain_ring_wait_ticks()));
+        } else if by_ring {
+            // The ring without this node came before the drain flag was
+            // seen: move everyone now, within the drain's spread.
+            self.rebalance();
+        }
         for conn in conns {
-            self.close_for_drain(&conn);
+            if !by_ring || conn.user.is_none() {
+                self.close_for_drain(&conn);
+            }
         }
         tracing::info!(
             core = self.id,
             connections = self.conns.borrow().len(),
+            by_ring,
             "draining"
         );
+    }
+
+    /// Two heartbeats and half a second: the control plane's answer has had
+    /// time to arrive by any of its two ways.
+    fn drain_ring_wait_ticks(&self) -> u64 {
+        ((2 * self.config.heartbeat_ms + 500) / TICK_MS).max(1)
+    }
+
+    /// A drain waiting for the ring without this node: done when the ring
+    /// came (`follow_ring` scheduled the moves), else at the end of the wait
+    /// every user is sent away without an address.
+    fn check_drain_ring(&self) {
+        let Some(until) = self.drain_ring_wait.get() else {
+            return;
+        };
+        if !self.is_member() {
+            self.drain_ring_wait.set(None);
+        } else if self.ticks.get() >= until {
+            self.drain_ring_wait.set(None);
+            tracing::warn!(
+                core = self.id,
+                "no ring without this node from the control plane; draining without new addresses"
+            );
+            let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+            for conn in conns {
+                self.close_for_drain(&conn);
+            }
+        }
+    }
+
+    /// Whether this node is in the ring this core routes by.
+    fn is_member(&self) -> bool {
+        self.ring
+            .borrow()
+            .as_ref()
+            .is_some_and(|(_, me)| me.is_some())
     }
 
     /// True once draining and every connection is gone (or the drain timed out).
@@ -109,8 +166,14 @@ impl Shard {
     /// `--rebalance-secs` (a fixed hash of the user, so the moves of one
     /// change spread evenly). Users whose owner did not change are never
     /// touched.
+    /// A drain moves its users within the first half of its timeout, so
+    /// that they have left before it ends.
     pub(super) fn rebalance(&self) {
-        let span = ((self.config.rebalance_secs * 1000.0) as u64 / TICK_MS).max(1);
+        let mut secs = self.config.rebalance_secs;
+        if self.draining.get() {
+            secs = secs.min(self.config.drain_timeout_secs as f64 / 2.0);
+        }
+        let span = ((secs * 1000.0) as u64 / TICK_MS).max(1);
         let now = self.ticks.get();
         let mut moves = self.moves.borrow_mut();
         moves.clear();
@@ -124,7 +187,7 @@ impl Shard {
             tracing::info!(
                 core = self.id,
                 users = moves.len(),
-                secs = self.config.rebalance_secs,
+                secs,
                 "moving users to their new nodes"
             );
         }

@@ -87,6 +87,10 @@ pub struct Shard {
     drain_started: Notify,
     /// Core-clock second by which a drain gives up waiting for clients.
     drain_deadline: Cell<Option<u32>>,
+    /// A drain through the control plane: the tick until which it waits
+    /// for a ring without this node before sending users away without an
+    /// address (see `start_drain`).
+    drain_ring_wait: Cell<Option<u64>>,
     node_drain: Arc<AtomicBool>,
     scratch: RefCell<Vec<u8>>,
     handshakes: TokenBucket,
@@ -165,6 +169,7 @@ impl Shard {
             draining: Cell::new(false),
             drain_started: Notify::default(),
             drain_deadline: Cell::new(None),
+            drain_ring_wait: Cell::new(None),
             node_drain,
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             handshakes: TokenBucket::full(now),
