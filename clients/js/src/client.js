@@ -99,6 +99,9 @@ export class Client {
     this._connectTimer = null;
     this._retryAfter = null; // from `reconnect`
     this._redirect = null; // `reconnect.wsUrl`, used for the next attempt
+    this._nodeId = null; // the node of the last control-plane answer
+    this._unreachable = null; // that node, when its connection ended without a `reconnect`
+    this._sawReconnect = false; // the current connection got a `reconnect` envelope
     this._resumed = false; // the current socket carried a resume token
     this._authToken = null; // the JWT the current socket was opened (or refreshed) with
     this._refreshTimer = null;
@@ -258,9 +261,14 @@ export class Client {
     if (this._redirect) {
       base = this._redirect;
       this._redirect = null;
+      this._nodeId = null;
     } else if (o.controlUrl) {
       const u = new URL('api/v1/connect', o.controlUrl.endsWith('/') ? o.controlUrl : `${o.controlUrl}/`);
       u.searchParams.set('userId', this.userId);
+      // The node we lost: the control plane checks it and, if it is gone,
+      // answers from the ring without it (a failover in well under the
+      // heartbeat grace).
+      if (this._unreachable) u.searchParams.set('unreachable', this._unreachable);
       const res = await this._fetch(u.toString(), {
         headers: auth ? { authorization: `Bearer ${auth}` } : {},
       });
@@ -268,6 +276,8 @@ export class Client {
       const body = await res.json();
       if (typeof body?.wsUrl !== 'string') throw new Error('control plane: no wsUrl');
       base = body.wsUrl;
+      this._nodeId = typeof body.nodeId === 'string' ? body.nodeId : null;
+      this._unreachable = null;
       if (typeof body.token === 'string') token = body.token;
       if (!resume && typeof body.resumeToken === 'string') resume = body.resumeToken;
     }
@@ -301,6 +311,7 @@ export class Client {
     }
     this.stats.connects += 1;
     this._ws = ws;
+    this._sawReconnect = false;
     this._resumed = target.resumed;
     ws.onmessage = (ev) => this._onFrame(ws, ev.data);
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
@@ -346,6 +357,7 @@ export class Client {
   _onClose(ws, code, reason) {
     if (this._ws !== ws) return;
     this._ws = null;
+    if (!this._sawReconnect && this._nodeId) this._unreachable = this._nodeId;
     if (code === CLOSE_CODES.REPLACED) {
       // Another connection of the same user took over: reconnecting would
       // take it back, and the two would replace each other forever.
@@ -384,6 +396,7 @@ export class Client {
       case 'error':
         return this._onError(env);
       case 'reconnect':
+        this._sawReconnect = true;
         this.resumeToken = env.resumeToken;
         if (env.retryAfterMs !== undefined) this._retryAfter = env.retryAfterMs;
         if (env.wsUrl) this._redirect = env.wsUrl;

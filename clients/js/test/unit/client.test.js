@@ -335,7 +335,7 @@ test('controlUrl: asks the control plane first, uses its wsUrl, token and resume
   const fetch = async (url, init) => {
     asked.push([url, init.headers.authorization]);
     if (fail) return { ok: false, status: 503, json: async () => ({}) };
-    return { ok: true, status: 200, json: async () => ({ wsUrl: 'ws://n7.test/ws', token: 'CT', resumeToken: 'CR', expiresAt: 1 }) };
+    return { ok: true, status: 200, json: async () => ({ wsUrl: 'ws://n7.test/ws', token: 'CT', resumeToken: 'CR', expiresAt: 1, nodeId: 'n7' }) };
   };
   const { client, clock, last, sockets, of } = setup({ url: undefined, controlUrl: 'http://cp.test/base', token: 'U', fetch });
   client.connect();
@@ -356,6 +356,15 @@ test('controlUrl: asks the control plane first, uses its wsUrl, token and resume
   last().drop(1006);
   await clock.advance(125);
   assert.equal(last().query.get('resume'), 'MINE', 'the client\'s newer token wins');
+  assert.equal(
+    asked.at(-1)[0],
+    'http://cp.test/base/api/v1/connect?userId=alice&unreachable=n7',
+    'a connection that ended without a reconnect reports its node',
+  );
+  last().welcome(1, 'MINE2');
+  last().drop(1006);
+  await clock.advance(125);
+  assert.equal(new URL(asked.at(-1)[0]).searchParams.get('unreachable'), 'n7', 'each loss is reported');
   client.disconnect();
 });
 
