@@ -37,6 +37,20 @@ fn users_of(ring: &Ring, node: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Until a connect to `port` is refused (at most 5 s). A SIGKILLed node's
+/// listening socket can outlive the process for a moment: io_uring tears
+/// its ring down asynchronously, and a pending accept holds the socket.
+fn wait_until_refused(port: u16) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(loopback(port)).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "port {port} still open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn get_json(ctl: &ControlClient, path: &str) -> Value {
     let (status, body) = ctl.get(path).unwrap();
     assert_eq!(status, 200, "{body}");
@@ -125,6 +139,7 @@ fn a_killed_node_is_evicted_when_a_client_reports_it_and_its_users_resume_elsewh
     let (mut s, _) = n0.connect(&sender);
 
     n1.process.kill().unwrap();
+    wait_until_refused(ports[1]);
     assert!(matches!(
         v.recv_until_closed().0,
         Ended::Reset | Ended::Close(_)
@@ -194,4 +209,47 @@ fn a_new_ring_reaches_a_node_through_the_control_topic_between_heartbeats() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_client_sent_by_a_newer_ring_is_not_sent_back_by_an_older_one() {
+    let backends = Backends::start();
+    let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
+    let url = format!("http://{}", ctl.http);
+    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
+    let ports = [free_port(), free_port()];
+    let mut n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
+    ring_of(&client, 1);
+    // n0 learns rings only from its heartbeats, once a minute (no control
+    // topic): after its first beat it holds the two-node ring.
+    let mut slow = node_cmd_full(&backends, 0, ports[0], &url, "60000", "1");
+    slow.env("SHARDCAST_CONTROL_TOPIC", "no.such.topic");
+    let n0 = Node::from_command(slow);
+    let ring = ring_of(&client, 2);
+    let users = users_of(&ring, "n1", 2);
+    let t0 = Instant::now();
+    while !upgrade_status(ports[0], &users[0]).contains("307") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "n0 never had the two-node ring"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    n1.process.kill().unwrap();
+    wait_until_refused(ports[1]);
+    let answer = get_json(
+        &client,
+        &format!("/api/v1/connect?userId={}&unreachable=n1", users[0]),
+    );
+    assert_eq!(answer["nodeId"], "n0", "{answer}");
+    let version = answer["ringVersion"].as_u64().unwrap();
+    // Without the hint n0 still routes by its old ring …
+    assert!(upgrade_status(ports[0], &users[1]).contains("307"));
+    // … with it, n0 fetches the newer ring before it answers.
+    let mut c = n0
+        .connect_query(&format!("userId={}&ring={version}", users[0]))
+        .expect("n0 waits for the ring the client names");
+    assert_eq!(c.recv()["type"], "welcome");
+    let (_, welcome) = n0.connect(&users[1]);
+    assert_eq!(welcome["node"], "n0");
 }

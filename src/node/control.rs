@@ -18,7 +18,9 @@
 //! ring, owns every user like a standalone node). A drain is reported at
 //! once, not at the next interval, so the control plane takes the node out
 //! of the ring before its users are sent elsewhere (see
-//! `Shard::start_drain`).
+//! `Shard::start_drain`); so is a ring version a client says exists (the
+//! `ring=` of its upgrade, from its `connect` answer), so the node fetches
+//! it at once instead of sending the client back by an older ring.
 //!
 //! The cores then move the users a new ring gives to other nodes (see
 //! `Shard::rebalance`).
@@ -119,9 +121,19 @@ pub fn follow(
             ring_version: 0,
         }
     };
-    // A drain that no heartbeat has reported yet.
-    let urgent =
-        move || draining.load(Ordering::Relaxed) && !reported_drain.load(Ordering::Relaxed);
+    // A drain that no heartbeat has reported yet, or a client sent here by
+    // a ring we do not have (once per such version: a client cannot make
+    // the node heartbeat in a loop).
+    let slot = rings.clone();
+    let mut asked = 0;
+    let urgent = move || {
+        let wanted = slot.wanted();
+        let behind = wanted > slot.version() && wanted > asked;
+        if behind {
+            asked = wanted;
+        }
+        behind || (draining.load(Ordering::Relaxed) && !reported_drain.load(Ordering::Relaxed))
+    };
     let known = rings.version();
     let heartbeats = RingFollower::spawn(client, interval, known, beat, urgent, move |ring| {
         rings.publish(ring);

@@ -95,6 +95,9 @@ pub async fn read_request(
     .await
 }
 
+/// Longest an upgrade waits for the ring version its client names.
+const RING_HINT_WAIT: Duration = Duration::from_secs(1);
+
 async fn reply(mut stream: TcpStream, response: Vec<u8>) {
     let _ = stream.write_all(&response).await;
     let _ = stream.close().await;
@@ -146,6 +149,15 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
         // A client sent here by a ring newer than this core's tick has
         // seen (a failover): route by the newest ring the node has.
         shard.follow_ring();
+        if let Owner::Node(_) = shard.owner(user) {
+            // The client's `connect` answer came from a newer ring than
+            // ours (`ring=`): wait for it rather than send the client back
+            // to the node it came from (maybe a dead one).
+            let hint = http::query_param(&req, "ring").and_then(|v| v.parse::<u64>().ok());
+            if let Some(version) = hint.filter(|&v| v > shard.ring_version()) {
+                shard.await_ring(version, RING_HINT_WAIT).await;
+            }
+        }
         if let Owner::Node(node) = shard.owner(user) {
             return reply(stream, redirect(&shard, node, req.uri().query())).await;
         }

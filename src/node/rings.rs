@@ -22,6 +22,9 @@ use crate::ring::Ring;
 pub struct RingSlot {
     version: AtomicU64,
     ring: Mutex<Option<Arc<Ring>>>,
+    /// The newest version a client said exists (the `ring=` of an
+    /// upgrade): the control-plane follower fetches when it is above ours.
+    wanted: AtomicU64,
 }
 
 impl RingSlot {
@@ -49,6 +52,17 @@ impl RingSlot {
     /// The version held (0: none).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// Records that version `version` exists somewhere (a client was sent
+    /// here by it).
+    pub fn want(&self, version: u64) {
+        self.wanted.fetch_max(version, Ordering::Relaxed);
+    }
+
+    /// The newest version [`RingSlot::want`] was told of (0: none).
+    pub fn wanted(&self) -> u64 {
+        self.wanted.load(Ordering::Relaxed)
     }
 
     /// The ring held.

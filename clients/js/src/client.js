@@ -258,6 +258,7 @@ export class Client {
     let base = o.url;
     let token = auth;
     let resume = this.resumeToken;
+    let ring = null; // the ring version that chose `base`, passed on as `ring=`
     if (this._redirect) {
       base = this._redirect;
       this._redirect = null;
@@ -276,6 +277,7 @@ export class Client {
       const body = await res.json();
       if (typeof body?.wsUrl !== 'string') throw new Error('control plane: no wsUrl');
       base = body.wsUrl;
+      ring = Number.isInteger(body.ringVersion) ? body.ringVersion : null;
       this._nodeId = typeof body.nodeId === 'string' ? body.nodeId : null;
       this._unreachable = null;
       if (typeof body.token === 'string') token = body.token;
@@ -285,6 +287,7 @@ export class Client {
     u.searchParams.set('userId', this.userId);
     if (resume) u.searchParams.set('resume', resume);
     if (token) u.searchParams.set('token', token);
+    if (ring !== null) u.searchParams.set('ring', String(ring));
     this._authToken = token ?? null;
     return { url: u.toString(), resumed: Boolean(resume) };
   }

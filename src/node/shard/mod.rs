@@ -313,9 +313,25 @@ impl Shard {
         };
     }
 
+    /// The version of the ring this core routes by (0: none).
+    pub fn ring_version(&self) -> u64 {
+        self.ring.borrow().as_ref().map_or(0, |(r, _)| r.version())
+    }
+
+    /// Waits (at most `within`) until the node has ring `version`, asking
+    /// the control-plane follower for it, then routes by it.
+    pub async fn await_ring(&self, version: u64, within: std::time::Duration) {
+        self.rings.want(version);
+        let deadline = Instant::now() + within;
+        while self.rings.version() < version && Instant::now() < deadline {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.follow_ring();
+    }
+
     /// Routes by the node's newest ring from now on, if it changed.
     pub fn follow_ring(&self) {
-        let seen = self.ring.borrow().as_ref().map_or(0, |(r, _)| r.version());
+        let seen = self.ring_version();
         if self.rings.version() <= seen {
             return;
         }

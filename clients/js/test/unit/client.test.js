@@ -335,7 +335,7 @@ test('controlUrl: asks the control plane first, uses its wsUrl, token and resume
   const fetch = async (url, init) => {
     asked.push([url, init.headers.authorization]);
     if (fail) return { ok: false, status: 503, json: async () => ({}) };
-    return { ok: true, status: 200, json: async () => ({ wsUrl: 'ws://n7.test/ws', token: 'CT', resumeToken: 'CR', expiresAt: 1, nodeId: 'n7' }) };
+    return { ok: true, status: 200, json: async () => ({ wsUrl: 'ws://n7.test/ws', token: 'CT', resumeToken: 'CR', expiresAt: 1, nodeId: 'n7', ringVersion: 12 }) };
   };
   const { client, clock, last, sockets, of } = setup({ url: undefined, controlUrl: 'http://cp.test/base', token: 'U', fetch });
   client.connect();
@@ -352,6 +352,7 @@ test('controlUrl: asks the control plane first, uses its wsUrl, token and resume
   assert.equal(new URL(last().url).host, 'n7.test');
   assert.equal(last().query.get('token'), 'CT');
   assert.equal(last().query.get('resume'), 'CR', 'the control plane token when the client has none');
+  assert.equal(last().query.get('ring'), '12', 'the ring version that chose the node');
   last().welcome(0, 'MINE');
   last().drop(1006);
   await clock.advance(125);
