@@ -175,11 +175,13 @@ change kill n1 "$(has n1) | not" signal KILL n1
 sleep "$GAP"
 change restart n1 "$(has n1)" node n1 .restarted
 wait "$LG"
+ring >"$OUT/ring-final.json"
 
 cat "$OUT/run.txt"
 set +e
 "$REPORT_BIN" --changes "$OUT/changes.jsonl" --events "$OUT/events.jsonl" \
-  --report "$OUT/run.json" --out "$OUT/verdict.json" | tee "$OUT/result.txt"
+  --report "$OUT/run.json" --final-ring "$OUT/ring-final.json" --out "$OUT/verdict.json" \
+  | tee "$OUT/result.txt"
 STATUS=${PIPESTATUS[0]}
 set -e
 {

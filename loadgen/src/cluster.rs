@@ -69,6 +69,10 @@ pub struct ChangeVerdict {
     pub moves: usize,
     /// Moves by cause.
     pub causes: BTreeMap<String, usize>,
+    /// Ring versions in this change's window that no scripted change made
+    /// (a node expired and came back, …): the moves then include theirs,
+    /// so the sets cannot be equal. `None` when the window's end is unknown.
+    pub unscripted_versions: Option<u64>,
     /// A kill: the failover.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<Failover>,
@@ -139,11 +143,25 @@ fn quantile_time(sorted: &[u64], n: usize, fraction: f64) -> Option<u64> {
     sorted.get(need - 1).copied()
 }
 
-/// Judges `changes` (in time order) against `moves` for `users`.
-pub fn judge(changes: &[Change], moves: &[Move], users: &[String]) -> Verdict {
+/// Judges `changes` (in time order) against `moves` for `users`;
+/// `final_version` is the ring version after the run (the end of the last
+/// change's window).
+pub fn judge(
+    changes: &[Change],
+    moves: &[Move],
+    users: &[String],
+    final_version: Option<u64>,
+) -> Verdict {
     let mut out = Vec::new();
     for (i, c) in changes.iter().enumerate() {
         let end = changes.get(i + 1).map_or(u64::MAX, |n| n.at_ms);
+        let window_end_version = changes
+            .get(i + 1)
+            .map(|n| n.ring_before.version())
+            .or(final_version);
+        let (v0, v1) = (c.ring_before.version(), c.ring_after.version());
+        let unscripted_versions = window_end_version
+            .map(|e| v1.saturating_sub(v0).saturating_sub(1) + e.saturating_sub(v1));
         let optimum = owner_changes(&c.ring_before, &c.ring_after, users);
         let window: Vec<&Move> = moves
             .iter()
@@ -192,6 +210,7 @@ pub fn judge(changes: &[Change], moves: &[Move], users: &[String]) -> Verdict {
             wrong_owner,
             moves: window.len(),
             causes,
+            unscripted_versions,
             failover,
         });
     }
@@ -283,6 +302,12 @@ pub fn table(v: &Verdict) -> String {
             if c.exact { "yes" } else { "NO" },
             c.causes
         );
+        if let Some(n) = c.unscripted_versions.filter(|n| *n > 0) {
+            let _ = writeln!(
+                s,
+                "    the ring changed {n} more time(s) in this window without a scripted change (a node expired and rejoined?): its moves include those"
+            );
+        }
         for (what, list) in [
             ("missing", &c.missing),
             ("extra", &c.extra),
@@ -384,9 +409,10 @@ mod tests {
                 )
             })
             .collect();
-        let v = judge(std::slice::from_ref(&kill), &moves, &users);
+        let v = judge(std::slice::from_ref(&kill), &moves, &users, Some(4));
         let c = &v.changes[0];
         assert!(v.all_exact, "{}", table(&v));
+        assert_eq!(c.unscripted_versions, Some(0));
         assert_eq!((c.versions, c.ratio), ((3, 4), Some(1.0)));
         assert_eq!(c.ring_after_ms, Some(400));
         let f = c.failover.as_ref().unwrap();
@@ -405,7 +431,9 @@ mod tests {
         let mut wrong = moves.clone();
         let dropped = wrong.pop().unwrap().user;
         wrong.push(mv(&other, 10_002, "n0", Some(10_600), vec![]));
-        let v = judge(std::slice::from_ref(&kill), &wrong, &users);
+        let v = judge(std::slice::from_ref(&kill), &wrong, &users, Some(6));
+        assert_eq!(v.changes[0].unscripted_versions, Some(2));
+        assert!(table(&v).contains("2 more time(s)"));
         let c = &v.changes[0];
         assert!(!v.all_exact);
         assert_eq!(c.missing, vec![dropped]);
@@ -446,11 +474,12 @@ mod tests {
             let back = join.ring_before.lookup(u).id.clone();
             mv(u, 6_000, &back, Some(6_100), vec![])
         }));
-        let v = judge(&[join.clone(), leave.clone()], &moves, &users);
+        let v = judge(&[join.clone(), leave.clone()], &moves, &users, None);
         assert!(v.all_exact, "{}", table(&v));
+        assert_eq!(v.changes[1].unscripted_versions, None);
         // A mover that ended on the wrong node is caught.
         moves[0].to = Some("n0".into());
-        let v = judge(&[join, leave], &moves, &users);
+        let v = judge(&[join, leave], &moves, &users, None);
         assert_eq!(v.changes[0].wrong_owner.len(), 1);
         assert!(!v.changes[0].exact && v.changes[1].exact);
     }

@@ -128,7 +128,8 @@ fn direct_through_ctl_while_a_node_joins_and_one_is_killed_moves_exactly_the_rin
     };
     let moves = loadgen::events::read(&events).unwrap();
     let users = run_users(r["run_id"].as_str().unwrap(), 120);
-    let verdict = judge(&changes, &moves, &users);
+    let last = client.ring().unwrap().map(|r| r.version());
+    let verdict = judge(&changes, &moves, &users, last);
     println!("{}", table(&verdict));
 
     assert_eq!(n("/connections/established"), 120, "{r:#}");
@@ -137,6 +138,7 @@ fn direct_through_ctl_while_a_node_joins_and_one_is_killed_moves_exactly_the_rin
     assert!(n("/messages/received") > 2_000, "{r:#}");
     for c in &verdict.changes {
         assert!(c.optimum > 0, "{} moved nobody in the ring", c.change);
+        assert_eq!(c.unscripted_versions, Some(0), "{}", table(&verdict));
     }
     assert!(verdict.all_exact, "{}", table(&verdict));
     let f = verdict.changes[1].failover.as_ref().unwrap();
