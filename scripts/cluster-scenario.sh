@@ -24,7 +24,8 @@
 # Knobs (environment): USERS (300), RATE (400; tansu relays ~1,200 msg/s
 # here), WARM (5), GAP (14: more than the nodes' --rebalance-secs + a
 # reconnect, so that each change's moves end before the next change),
-# TAIL (12), NODE_CORES (1), HEARTBEAT_MS / REBALANCE_SECS / GRACE_SECS
+# TAIL (12), NODE_CORES (1), CONNECT_RATE (500 users/s at the start: gentle
+# on a shared machine, see docs/benchmarks.md, "Changing cluster"), HEARTBEAT_MS / REBALANCE_SECS / GRACE_SECS
 # (empty: the defaults, 500 / 10 / 1.5), OUT (target/cluster-scenario),
 # SKIP_BUILD=1 with NODE_BIN / CTL_BIN / LOADGEN / REPORT_BIN, TANSU_BIN.
 # Everything is on loopback, bounded by WARM + 3 GAP + TAIL + loadgen's
@@ -39,6 +40,7 @@ WARM=${WARM:-5}
 GAP=${GAP:-14}
 TAIL=${TAIL:-12}
 NODE_CORES=${NODE_CORES:-1}
+CONNECT_RATE=${CONNECT_RATE:-500}
 OUT=${OUT:-target/cluster-scenario}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -138,7 +140,7 @@ sleep 1
 
 DUR=$((WARM + 3 * GAP + TAIL))
 CMD=("$LOADGEN" direct --control "$CTL" --events "$OUT/events.jsonl"
-  --users "$USERS" --rate "$RATE" --duration "$DUR" --cores 1 --quiet
+  --users "$USERS" --rate "$RATE" --duration "$DUR" --connect-rate "$CONNECT_RATE" --cores 1 --quiet
   --report "$OUT/run.json")
 echo "${CMD[*]}" >"$OUT/command.txt"
 "${CMD[@]}" >"$OUT/run.txt" &
@@ -180,7 +182,8 @@ ring >"$OUT/ring-final.json"
 cat "$OUT/run.txt"
 set +e
 "$REPORT_BIN" --changes "$OUT/changes.jsonl" --events "$OUT/events.jsonl" \
-  --report "$OUT/run.json" --final-ring "$OUT/ring-final.json" --out "$OUT/verdict.json" \
+  --report "$OUT/run.json" --initial-ring "$OUT/ring-0.json" --final-ring "$OUT/ring-final.json" \
+  --out "$OUT/verdict.json" \
   | tee "$OUT/result.txt"
 STATUS=${PIPESTATUS[0]}
 set -e

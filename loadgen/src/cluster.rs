@@ -144,12 +144,16 @@ fn quantile_time(sorted: &[u64], n: usize, fraction: f64) -> Option<u64> {
 }
 
 /// Judges `changes` (in time order) against `moves` for `users`;
-/// `final_version` is the ring version after the run (the end of the last
+/// `initial_version` is the ring version the run started on (versions
+/// between it and the first change count against the first change: their
+/// moves, spread over the nodes' `--rebalance-secs`, spill into its
+/// window), `final_version` the one after the run (the end of the last
 /// change's window).
 pub fn judge(
     changes: &[Change],
     moves: &[Move],
     users: &[String],
+    initial_version: Option<u64>,
     final_version: Option<u64>,
 ) -> Verdict {
     let mut out = Vec::new();
@@ -160,8 +164,12 @@ pub fn judge(
             .map(|n| n.ring_before.version())
             .or(final_version);
         let (v0, v1) = (c.ring_before.version(), c.ring_after.version());
+        let before = match i {
+            0 => initial_version.map_or(0, |iv| v0.saturating_sub(iv)),
+            _ => 0,
+        };
         let unscripted_versions = window_end_version
-            .map(|e| v1.saturating_sub(v0).saturating_sub(1) + e.saturating_sub(v1));
+            .map(|e| before + v1.saturating_sub(v0).saturating_sub(1) + e.saturating_sub(v1));
         let optimum = owner_changes(&c.ring_before, &c.ring_after, users);
         let window: Vec<&Move> = moves
             .iter()
@@ -305,7 +313,7 @@ pub fn table(v: &Verdict) -> String {
         if let Some(n) = c.unscripted_versions.filter(|n| *n > 0) {
             let _ = writeln!(
                 s,
-                "    the ring changed {n} more time(s) in this window without a scripted change (a node expired and rejoined?): its moves include those"
+                "    the ring changed {n} more time(s) in or just before this window without a scripted change (a node expired and rejoined?): the moves include theirs"
             );
         }
         for (what, list) in [
@@ -409,7 +417,13 @@ mod tests {
                 )
             })
             .collect();
-        let v = judge(std::slice::from_ref(&kill), &moves, &users, Some(4));
+        let v = judge(
+            std::slice::from_ref(&kill),
+            &moves,
+            &users,
+            Some(3),
+            Some(4),
+        );
         let c = &v.changes[0];
         assert!(v.all_exact, "{}", table(&v));
         assert_eq!(c.unscripted_versions, Some(0));
@@ -431,9 +445,15 @@ mod tests {
         let mut wrong = moves.clone();
         let dropped = wrong.pop().unwrap().user;
         wrong.push(mv(&other, 10_002, "n0", Some(10_600), vec![]));
-        let v = judge(std::slice::from_ref(&kill), &wrong, &users, Some(6));
-        assert_eq!(v.changes[0].unscripted_versions, Some(2));
-        assert!(table(&v).contains("2 more time(s)"));
+        let v = judge(
+            std::slice::from_ref(&kill),
+            &wrong,
+            &users,
+            Some(2),
+            Some(6),
+        );
+        assert_eq!(v.changes[0].unscripted_versions, Some(3));
+        assert!(table(&v).contains("3 more time(s)"));
         let c = &v.changes[0];
         assert!(!v.all_exact);
         assert_eq!(c.missing, vec![dropped]);
@@ -474,12 +494,12 @@ mod tests {
             let back = join.ring_before.lookup(u).id.clone();
             mv(u, 6_000, &back, Some(6_100), vec![])
         }));
-        let v = judge(&[join.clone(), leave.clone()], &moves, &users, None);
+        let v = judge(&[join.clone(), leave.clone()], &moves, &users, None, None);
         assert!(v.all_exact, "{}", table(&v));
         assert_eq!(v.changes[1].unscripted_versions, None);
         // A mover that ended on the wrong node is caught.
         moves[0].to = Some("n0".into());
-        let v = judge(&[join, leave], &moves, &users, None);
+        let v = judge(&[join, leave], &moves, &users, None, None);
         assert_eq!(v.changes[0].wrong_owner.len(), 1);
         assert!(!v.changes[0].exact && v.changes[1].exact);
     }

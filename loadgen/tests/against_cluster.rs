@@ -70,7 +70,7 @@ fn direct_through_ctl_while_a_node_joins_and_one_is_killed_moves_exactly_the_rin
         NodeProcess::start(c).expect("start a node")
     };
     let mut nodes: Vec<NodeProcess> = (0..3).map(&start).collect();
-    ring_when(&client, |r| r.nodes().len() == 3);
+    let (initial, _) = ring_when(&client, |r| r.nodes().len() == 3);
     // Every node routes by the three-node ring before anyone connects.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -129,7 +129,7 @@ fn direct_through_ctl_while_a_node_joins_and_one_is_killed_moves_exactly_the_rin
     let moves = loadgen::events::read(&events).unwrap();
     let users = run_users(r["run_id"].as_str().unwrap(), 120);
     let last = client.ring().unwrap().map(|r| r.version());
-    let verdict = judge(&changes, &moves, &users, last);
+    let verdict = judge(&changes, &moves, &users, Some(initial.version()), last);
     println!("{}", table(&verdict));
 
     assert_eq!(n("/connections/established"), 120, "{r:#}");

@@ -27,6 +27,10 @@ struct Args {
     /// loadgen's `--report` (run id, users, loss accounting).
     #[arg(long, value_name = "FILE")]
     report: PathBuf,
+    /// The control plane's ring when the run started, to see unscripted
+    /// ring changes before the first change.
+    #[arg(long, value_name = "FILE")]
+    initial_ring: Option<PathBuf>,
     /// The control plane's ring after the run (the end of the last
     /// change's window), to see unscripted ring changes in it.
     #[arg(long, value_name = "FILE")]
@@ -34,6 +38,16 @@ struct Args {
     /// Write the verdict (with the loss accounting) here as JSON.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+/// The version of the ring in `path`, if given.
+fn ring_version(path: Option<&std::path::Path>) -> Result<Option<u64>> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let ring: shardcast::ring::Ring =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some(ring.version()))
 }
 
 fn main() -> Result<()> {
@@ -59,21 +73,12 @@ fn main() -> Result<()> {
     let Some(users) = report.parameters.get("users").and_then(|v| v.as_u64()) else {
         bail!("{} is not a `direct` report", args.report.display());
     };
-    let final_version = match &args.final_ring {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let ring: shardcast::ring::Ring = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            Some(ring.version())
-        }
-    };
     let verdict = judge(
         &changes,
         &moves,
         &run_users(&report.run_id, users),
-        final_version,
+        ring_version(args.initial_ring.as_deref())?,
+        ring_version(args.final_ring.as_deref())?,
     );
     let m = &report.messages;
     let lost_acked = m.lost_acked.unwrap_or(m.lost);

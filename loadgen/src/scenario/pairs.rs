@@ -408,7 +408,14 @@ async fn setup(ctx: &Rc<CoreCtx>, payload_bytes: usize, backoff: Backoff) -> Rc<
         async move {
             let name = core.names.name(core.first + u as u64);
             let (conn, w) = if core.routing.is_some() {
-                core.try_routed(u, &name, None, false).await?
+                let Some(session) = core.try_routed(u, &name, None, false).await else {
+                    // A client keeps trying (the cluster may be changing
+                    // under it): with backoff, through the control plane,
+                    // counted as reconnects from here on.
+                    core.spawn_reconnect(u, false, clock::now_ns());
+                    return None;
+                };
+                session
             } else {
                 let (target, source) = core.target_and_source(u);
                 open_session(&core.ctx, target, &name, None, source, false).await?

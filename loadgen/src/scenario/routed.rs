@@ -243,6 +243,19 @@ impl Routing {
                 Err(e) => {
                     step.result = e.cause().to_string();
                     steps.push(step);
+                    if matches!(e, ConnectError::Handshake(HandshakeError::Redirect { .. })) {
+                        // Redirected again: the two nodes' rings disagree.
+                        // open_counted left it uncounted, as a redirect to
+                        // follow; it is this try's failure.
+                        let mut s = ctx.stats();
+                        if reconnect {
+                            s.counters.reconnect_failed += 1;
+                        } else {
+                            s.counters.attempted += 1;
+                            s.counters.failed += 1;
+                        }
+                        s.error("redirect_loop");
+                    }
                     if unreachable_cause(&e) {
                         tried.failed_on = node;
                     }
