@@ -92,7 +92,9 @@ export SHARDCAST_SECRET
 export RUST_LOG=${RUST_LOG:-warn}
 CTL_ARGS=(--listen 127.0.0.1:0 --kafka "$KAFKA")
 [ -n "${GRACE_SECS:-}" ] && CTL_ARGS+=(--heartbeat-grace-secs "$GRACE_SECS")
-"$CTL_BIN" "${CTL_ARGS[@]}" >"$OUT/ctl.server.log" 2>&1 &
+# The control plane logs each ring change at info ("ring changed", node,
+# reason): the record of every version, scripted or not.
+RUST_LOG=${CTL_LOG:-info} "$CTL_BIN" "${CTL_ARGS[@]}" >"$OUT/ctl.server.log" 2>&1 &
 CTL_PID=$!
 PIDS+=("$CTL_PID")
 CTL=
