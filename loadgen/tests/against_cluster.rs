@@ -149,5 +149,17 @@ fn direct_through_ctl_while_a_node_joins_and_one_is_killed_moves_exactly_the_rin
         n("/moves/resumed"),
         moves.iter().filter(|m| m.resumed_ms.is_some()).count() as u64
     );
+
+    // `connect --control`: each connection asks, then holds on its owner.
+    let connect = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["connect", "--control", &ctl.url(), "--connections", "20"])
+        .args(["--duration", "1", "--cores", "1", "--quiet", "--report"])
+        .arg(&report)
+        .output()
+        .expect("run loadgen connect");
+    assert!(connect.status.success(), "{connect:?}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["connections"]["established"], 20, "{r:#}");
+    assert_eq!(r["connections"]["dropped"], 0, "{r:#}");
     drop(nodes);
 }
