@@ -62,8 +62,13 @@ impl ScenarioCmd {
 pub struct Common {
     /// WebSocket URL of a node, e.g. ws://127.0.0.1:8080/ws (repeatable;
     /// loadgen appends the user's query parameters). Host names must resolve
-    /// to loopback; give an IP address to target anything else.
-    #[arg(long = "target", value_name = "URL", required = true)]
+    /// to loopback; give an IP address to target anything else. Optional
+    /// with --control.
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        required_unless_present = "control"
+    )]
     pub targets: Vec<String>,
 
     /// A static ring snapshot (the nodes' `--ring FILE`): each user connects to
@@ -72,10 +77,18 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     pub ring: Option<std::path::PathBuf>,
 
-    /// Control plane URL to ask where each user lives (`/api/v1/connect`).
-    /// Not implemented yet: loadgen refuses to start with it.
-    #[arg(long, value_name = "URL")]
+    /// `shardcast-ctl`'s URL (http://HOST:PORT, loopback rule as for
+    /// --target): `direct` and `connect` users ask `/api/v1/connect` where to
+    /// go and connect with the token it signs; `direct` users follow
+    /// `reconnect`s, 307s and lost nodes as docs/loadgen.md describes.
+    #[arg(long, value_name = "URL", conflicts_with = "ring")]
     pub control: Option<String>,
+
+    /// With --control: write every move of a user (disconnect, cause, each
+    /// ask and connect, the node reached, resumed at; unix ms) to FILE as
+    /// JSON lines; the report's `moves` sums it.
+    #[arg(long, value_name = "FILE", requires = "control")]
+    pub events: Option<PathBuf>,
 
     /// Length of the measured phase in seconds (the hold time for
     /// `connect`). Connecting before it and draining after it are extra.
@@ -202,6 +215,16 @@ pub struct DirectArgs {
     /// resume token are good on any node. Repeatable.
     #[arg(long = "failover-target", value_name = "URL")]
     pub failover_targets: Vec<String>,
+    /// Reconnect backoff T_0 in milliseconds (a `reconnect`'s
+    /// `retryAfterMs` replaces it for that move).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub backoff_base_ms: u64,
+    /// Reconnect backoff T_max in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub backoff_max_ms: u64,
+    /// Reconnect backoff jitter J in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub backoff_jitter_ms: u64,
 }
 
 /// `rooms` options.
@@ -311,6 +334,8 @@ mod tests {
              --connections 100 --rate 1000",
             "loadgen storm --target ws://127.0.0.1:8080/ws --duration 5 --report r.json \
              --users 100 --wave-fraction 0.2 --waves 3 --resume",
+            "loadgen direct --control http://127.0.0.1:8081 --events ev.jsonl --duration 5 \
+             --users 300 --rate 400 --backoff-base-ms 50",
         ];
         for line in lines {
             let cli = Cli::try_parse_from(line.split_whitespace())
@@ -324,5 +349,17 @@ mod tests {
         assert!(
             Cli::try_parse_from(["loadgen", "echo", "--connections", "1", "--rate", "1"]).is_err()
         );
+    }
+
+    #[test]
+    fn events_need_control_and_control_excludes_ring() {
+        let base = "loadgen direct --duration 1 --users 2 --rate 1";
+        let parse = |extra: &str| {
+            let line = format!("{base} {extra}");
+            Cli::try_parse_from(line.split_whitespace()).map(drop)
+        };
+        assert!(parse("--control http://127.0.0.1:1").is_ok());
+        assert!(parse("--target ws://127.0.0.1:1/ws --events e.jsonl").is_err());
+        assert!(parse("--control http://127.0.0.1:1 --ring r.json").is_err());
     }
 }

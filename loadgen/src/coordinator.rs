@@ -130,6 +130,10 @@ pub fn run(plan: Arc<Plan>, sigint: Arc<AtomicBool>) -> Result<Report, RunError>
     let server_pids = plan.common().server_pids.clone();
     let server_base = sum_rss(&server_pids);
     let started_at = clock::unix_secs();
+    if let Some(path) = &plan.events_file {
+        crate::events::create(path)
+            .map_err(|e| std::io::Error::other(format!("creating {}: {e}", path.display())))?;
+    }
     let mut fleet = if plan.workers == 1 {
         check_fds(&plan)?;
         let control = Arc::new(Control::default());
@@ -328,6 +332,15 @@ pub fn run(plan: Arc<Plan>, sigint: Arc<AtomicBool>) -> Result<Report, RunError>
     report.memory.loadgen_baseline_bytes = loadgen_base;
     report.memory.loadgen_per_connection_bytes =
         per_connection(loadgen_peak, loadgen_base, peak_open);
+    if let Some(path) = &plan.events_file {
+        match crate::events::read(path) {
+            Ok(moves) => report.moves = Some(crate::events::MovesSummary::of(&moves)),
+            Err(e) => {
+                eprintln!("loadgen: reading {}: {e}", path.display());
+                *report.errors.entry("events_unreadable".into()).or_default() += 1;
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -386,7 +399,9 @@ fn parameters(plan: &Plan) -> serde_json::Value {
         }
         S::Direct(a) => {
             json!({"users": a.users, "rate": a.rate, "payload_bytes": a.payload_bytes, "window": a.window,
-                   "failover_targets": a.failover_targets})
+                   "failover_targets": a.failover_targets, "control": a.common.control,
+                   "events": a.common.events, "backoff_base_ms": a.backoff_base_ms,
+                   "backoff_max_ms": a.backoff_max_ms, "backoff_jitter_ms": a.backoff_jitter_ms})
         }
         S::Rooms(a) => {
             json!({"rooms": a.rooms, "subscribers": a.subscribers, "publishers": a.publishers,

@@ -12,6 +12,9 @@
 //! | [`cli`] | every flag, its default and unit |
 //! | [`plan`] | the split of users/rooms/connections over workers and cores |
 //! | [`target`] | target URLs, the loopback rule, source addresses |
+//! | [`ctl`] | `--control`: asking shardcast-ctl's `/api/v1/connect` |
+//! | [`events`] | `--events`: the log of users' moves and its summary |
+//! | [`cluster`] | the changing-cluster verdict (`loadgen-cluster-report`) |
 //! | [`ws`] | WebSocket client: frames and handshake (pure), connection I/O |
 //! | [`probe`] | user names, message ids, probe payloads (envelopes: `shardcast::protocol`) |
 //! | [`accounting`] | exact lost / duplicated / reordered per flow (pure) |
@@ -28,7 +31,10 @@ pub mod accounting;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod coordinator;
+pub mod ctl;
+pub mod events;
 pub mod pacer;
 pub mod plan;
 pub mod probe;

@@ -19,9 +19,12 @@ use thiserror::Error;
 /// A command line that cannot be turned into a safe, bounded run.
 #[derive(Debug, Error)]
 pub enum PlanError {
-    /// `--control` was given.
-    #[error("--control is not implemented yet; pass the nodes with --target")]
+    /// `--control` with a scenario that does not route through it.
+    #[error("--control works with `direct` and `connect` only")]
     ControlUnsupported,
+    /// Neither `--target` nor `--control`.
+    #[error("give the nodes with --target, or a control plane with --control")]
+    NoTarget,
     /// Non-positive or non-finite `--duration`.
     #[error("--duration must be a positive number of seconds")]
     BadDuration,
@@ -89,14 +92,25 @@ pub struct Plan {
     pub jwt_secret: Option<Vec<u8>>,
     /// The static ring (`--ring`) and each of its nodes' target.
     pub ring: Option<(Arc<Ring>, Vec<Target>)>,
+    /// The control plane (`--control`).
+    pub control: Option<Target>,
+    /// The event log (`--events`).
+    pub events_file: Option<std::path::PathBuf>,
 }
 
 impl Plan {
     /// Builds and validates the plan from the command line.
     pub fn from_cli(scenario: &ScenarioCmd) -> Result<Self, PlanError> {
         let c = scenario.common();
-        if c.control.is_some() {
-            return Err(PlanError::ControlUnsupported);
+        let control = match &c.control {
+            None => None,
+            Some(_) if !matches!(scenario, ScenarioCmd::Direct(_) | ScenarioCmd::Connect(_)) => {
+                return Err(PlanError::ControlUnsupported)
+            }
+            Some(url) => Some(Target::parse_http(url)?),
+        };
+        if c.targets.is_empty() && control.is_none() {
+            return Err(PlanError::NoTarget);
         }
         if !(c.duration > 0.0 && c.duration.is_finite()) {
             return Err(PlanError::BadDuration);
@@ -140,6 +154,8 @@ impl Plan {
         };
         Ok(Self {
             ring,
+            control,
+            events_file: c.events.clone(),
             scenario: scenario.clone(),
             targets,
             failover_targets,
@@ -402,6 +418,32 @@ mod tests {
         assert!(matches!(
             direct("--jwt-secret-file /nonexistent/secret"),
             Err(PlanError::JwtSecret(_))
+        ));
+    }
+
+    #[test]
+    fn control_is_parsed_and_limited_to_direct_and_connect() {
+        use clap::Parser;
+        let plan = |line: &str| {
+            let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).unwrap();
+            Plan::from_cli(&cli.scenario)
+        };
+        let p =
+            plan("loadgen direct --control http://127.0.0.1:8081 --duration 1 --users 2 --rate 1")
+                .unwrap();
+        assert_eq!(p.control.unwrap().addr, "127.0.0.1:8081".parse().unwrap());
+        assert!(p.targets.is_empty());
+        assert!(
+            plan("loadgen connect --control http://127.0.0.1:1 --duration 1 --connections 1")
+                .is_ok()
+        );
+        assert!(matches!(
+            plan("loadgen echo --control http://127.0.0.1:1 --duration 1 --connections 1 --rate 1"),
+            Err(PlanError::ControlUnsupported)
+        ));
+        assert!(matches!(
+            plan("loadgen direct --control ws://127.0.0.1:1 --duration 1 --users 2 --rate 1"),
+            Err(PlanError::Target(_))
         ));
     }
 

@@ -15,6 +15,9 @@ pub enum TargetError {
     /// Not of the form `ws://host[:port][/path][?query]`.
     #[error("target {0:?} is not a ws:// URL (wss:// is not supported)")]
     NotWs(String),
+    /// A control-plane URL not of the form `http://host[:port][/prefix]`.
+    #[error("control plane {0:?} is not an http:// URL (https:// is not supported)")]
+    NotHttp(String),
     /// The host part is empty or unparsable.
     #[error("target {0:?} has no usable host")]
     BadHost(String),
@@ -61,6 +64,19 @@ impl Target {
         let rest = url
             .strip_prefix("ws://")
             .ok_or_else(|| TargetError::NotWs(url.to_string()))?;
+        Self::parse_rest(url, rest)
+    }
+
+    /// Parses a control plane's `http://host[:port][/prefix]` under the same
+    /// loopback rule (`path` is then the prefix, `/` when none).
+    pub fn parse_http(url: &str) -> Result<Self, TargetError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| TargetError::NotHttp(url.to_string()))?;
+        Self::parse_rest(url, rest)
+    }
+
+    fn parse_rest(url: &str, rest: &str) -> Result<Self, TargetError> {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         let path = match path {
@@ -138,7 +154,7 @@ fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr, TargetError> {
 }
 
 /// Percent-encodes everything outside RFC 3986's unreserved set.
-fn push_encoded(out: &mut String, s: &str) {
+pub(crate) fn push_encoded(out: &mut String, s: &str) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
@@ -204,6 +220,22 @@ mod tests {
     fn localhost_name_resolves_to_loopback() {
         let t = Target::parse("ws://localhost:8080/echo").unwrap();
         assert!(t.addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn control_plane_urls_are_http_under_the_same_rule() {
+        let t = Target::parse_http("http://127.0.0.1:8081").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(t.path, "/");
+        assert!(Target::parse_http("http://localhost:8081/ctl")
+            .unwrap()
+            .addr
+            .ip()
+            .is_loopback());
+        assert!(matches!(
+            Target::parse_http("ws://127.0.0.1:8081"),
+            Err(TargetError::NotHttp(_))
+        ));
     }
 
     #[test]

@@ -253,6 +253,9 @@ pub struct Report {
     pub per_worker: Vec<WorkerTotals>,
     /// The merged histograms.
     pub histograms: Histograms,
+    /// `--events`: the users' moves, summed from the event log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves: Option<crate::events::MovesSummary>,
 }
 
 /// Current schema version.

@@ -53,7 +53,14 @@ pub fn summary(r: &Report) -> String {
             ""
         }
     );
-    let _ = writeln!(s, "targets      {}", r.targets.join(" "));
+    match r.parameters.get("control").and_then(|v| v.as_str()) {
+        Some(ctl) => {
+            let _ = writeln!(s, "control      {ctl}");
+        }
+        None => {
+            let _ = writeln!(s, "targets      {}", r.targets.join(" "));
+        }
+    }
     let _ = writeln!(
         s,
         "connections  {}/{} established, {} failed, peak open {}, dropped {}",
@@ -62,9 +69,24 @@ pub fn summary(r: &Report) -> String {
     if c.disconnects + c.reconnects + c.reconnect_failed > 0 {
         let _ = writeln!(
             s,
-            "storm        {} disconnected, {} reconnected, {} reconnect attempts failed",
+            "reconnects   {} disconnected on purpose, {} reconnected, {} reconnect attempts failed",
             c.disconnects, c.reconnects, c.reconnect_failed
         );
+    }
+    if let Some(m) = &r.moves {
+        let _ = writeln!(
+            s,
+            "moves        {} ({} users), {} resumed; {} control-plane asks, {} redirects followed; causes {:?}",
+            m.total, m.users, m.resumed, m.ctl_asks, m.redirects, m.by_cause
+        );
+        if m.time_to_resume_ms.count > 0 {
+            let t = &m.time_to_resume_ms;
+            let _ = writeln!(
+                s,
+                "move time    p50 {} ms  p99 {} ms  max {} ms  (disconnect → welcome, n={})",
+                t.p50, t.p99, t.max, t.count
+            );
+        }
     }
     if r.connect_latency_us.count > 0 {
         let _ = writeln!(s, "connect      {}", percentile_line(&r.connect_latency_us));

@@ -3,9 +3,14 @@
 //! welcome; to the 101 with `--raw`), failures by cause, and connections the
 //! server dropped during the hold.
 //!
+//! With `--control` each connection asks the control plane first and
+//! follows one 307; the hold does not follow moves (a moved connection
+//! counts as `dropped`).
+//!
 //! Idle connections are the point here: each holds a read loop parked on
 //! readiness and no buffers (see [`crate::ws::conn`]).
 
+use super::routed::{Hop, Routing};
 use super::{close_all, open_plain, open_session, ramp};
 use crate::cli::ConnectArgs;
 use crate::plan::units_of_core;
@@ -26,15 +31,27 @@ pub async fn run(ctx: &Rc<CoreCtx>, args: &ConnectArgs) {
     let names = Rc::new(UserNames::new(&plan.run_id));
     let open = Rc::new(Cell::new(0usize));
     let raw = args.raw;
+    let routing = Rc::new(plan.control.clone().map(Routing::new));
     let conns = ramp(ctx, (units.end - units.start) as usize, |i| {
         let (ctx, names, open) = (Rc::clone(ctx), Rc::clone(&names), Rc::clone(&open));
+        let routing = Rc::clone(&routing);
         let idx = units.start + i as u64;
         async move {
-            let target = ctx.plan.target_for(idx);
             let source = ctx.plan.source_for(idx);
-            let conn = if raw {
+            let conn = if let Some(routing) = routing.as_ref() {
+                // Ask the control plane, connect, follow one 307.
+                let (name, hop) = (names.name(idx), Hop::default());
+                let mut steps = Vec::new();
+                routing
+                    .try_once(&ctx, &name, None, hop, source, false, &mut steps)
+                    .await
+                    .session?
+                    .0
+            } else if raw {
+                let target = ctx.plan.target_for(idx);
                 open_plain(&ctx, target, source).await?
             } else {
+                let target = ctx.plan.target_for(idx);
                 open_session(&ctx, target, &names.name(idx), None, source, false)
                     .await?
                     .0

@@ -19,6 +19,7 @@ pub mod connect;
 pub mod echo;
 pub mod pairs;
 pub mod rooms;
+pub mod routed;
 
 use crate::accounting::Arrival;
 use crate::cli::ScenarioCmd;
@@ -132,28 +133,44 @@ pub async fn open_session(
     source: Option<IpAddr>,
     reconnect: bool,
 ) -> Option<(Rc<Conn>, Welcome)> {
+    let jwt = ctx.plan.jwt_for(user);
+    open_counted(ctx, target, user, resume, jwt.as_deref(), source, reconnect)
+        .await
+        .ok()
+}
+
+/// [`open_session`] with the JWT given, returning the error. A redirect
+/// (307 `wrong_node`) is not a failure: the caller follows it; it is
+/// counted under `errors` as `redirected`.
+pub async fn open_counted(
+    ctx: &CoreCtx,
+    target: &Target,
+    user: &str,
+    resume: Option<&str>,
+    jwt: Option<&str>,
+    source: Option<IpAddr>,
+    reconnect: bool,
+) -> Result<(Rc<Conn>, Welcome), ws::ConnectError> {
     let t0 = clock::now_ns();
+    let timeout = ctx.plan.connect_timeout();
+    let r = session::open(target, user, resume, jwt, source, timeout).await;
+    if let Err(ws::ConnectError::Handshake(ws::handshake::HandshakeError::Redirect { .. })) = &r {
+        ctx.stats().error("redirected");
+        return r;
+    }
     if !reconnect {
         ctx.stats().counters.attempted += 1;
-    }
-    let jwt = ctx.plan.jwt_for(user);
-    let timeout = ctx.plan.connect_timeout();
-    let r = session::open(target, user, resume, jwt.as_deref(), source, timeout).await;
-    if !reconnect {
         return record_connect(ctx, t0, r);
     }
     let mut s = ctx.stats();
-    match r {
-        Ok(v) => {
-            s.counters.reconnects += 1;
-            Some(v)
-        }
+    match &r {
+        Ok(_) => s.counters.reconnects += 1,
         Err(e) => {
             s.counters.reconnect_failed += 1;
             s.error(&format!("reconnect_{}", e.cause()));
-            None
         }
     }
+    r
 }
 
 /// Counts one scheduled send: `sent` if the connection took it, otherwise
@@ -187,24 +204,27 @@ pub async fn open_plain(
     ctx.stats().counters.attempted += 1;
     let t0 = clock::now_ns();
     let r = ws::connect(target, &target.path, source, ctx.plan.connect_timeout()).await;
-    record_connect(ctx, t0, r)
+    record_connect(ctx, t0, r).ok()
 }
 
-fn record_connect<T>(ctx: &CoreCtx, t0: u64, r: Result<T, ws::ConnectError>) -> Option<T> {
+fn record_connect<T>(
+    ctx: &CoreCtx,
+    t0: u64,
+    r: Result<T, ws::ConnectError>,
+) -> Result<T, ws::ConnectError> {
     let mut s = ctx.stats();
-    match r {
-        Ok(v) => {
+    match &r {
+        Ok(_) => {
             s.counters.established += 1;
             s.connect_latency
                 .record(clock::elapsed_us(t0, clock::now_ns()));
-            Some(v)
         }
         Err(e) => {
             s.counters.failed += 1;
             s.error(e.cause());
-            None
         }
     }
+    r
 }
 
 /// Waits until `done()` or `timeout` (or a second stop request window of

@@ -13,11 +13,17 @@
 //! A user whose connection drops without loadgen asking (a drain's 1012, a
 //! reset) reconnects with the contract's backoff and its latest resume token,
 //! as a real client would; with `--failover-target` its reconnects go to
-//! the failover target from then on (nodes sharing one Redis). `storm` adds waves that disconnect a fraction of
+//! the failover target from then on (nodes sharing one Redis). With
+//! `--control` every connect goes through [`super::routed`] instead: a
+//! user asks the control plane, goes straight to a `reconnect`'s `wsUrl`,
+//! follows a 307 once, and after a failure asks again with
+//! `unreachable=NODE`; each move is kept for the event log
+//! ([`crate::events`]). `storm` adds waves that disconnect a fraction of
 //! the users on purpose and reconnect them the same way (`--resume` decides
 //! whether they present their token).
 
 use super::connect::count_end;
+use super::routed::Routing;
 use super::{
     close_all, drain, open_session, pause_until, ramp, record_arrival, record_lag, record_send,
     server_envelope,
@@ -26,6 +32,7 @@ use crate::accounting::{FlowRx, SeqSet};
 use crate::backoff::Backoff;
 use crate::cli::{DirectArgs, StormArgs};
 use crate::clock;
+use crate::events::Move;
 use crate::pacer::Pacer;
 use crate::plan::units_of_core;
 use crate::probe::{message_id, padding, parse_message_id, probe_in, write_send, Probe, UserNames};
@@ -57,7 +64,12 @@ struct User {
     acked: SeqSet,
     /// As receiver: the flow from the partner.
     rx: FlowRx,
+    /// `--control` only: where the user is and goes.
+    route: Option<Box<moves::Route>>,
 }
+
+#[path = "pairs_moves.rs"]
+mod moves;
 
 struct PairCore {
     ctx: Rc<CoreCtx>,
@@ -73,6 +85,9 @@ struct PairCore {
     accepting: Cell<bool>,
     backoff: Backoff,
     rng: RefCell<SmallRng>,
+    /// `--control`: the control plane, and the moves of this core's users.
+    routing: Option<Routing>,
+    moves: RefCell<Vec<Move>>,
 }
 
 impl PairCore {
@@ -101,6 +116,12 @@ impl PairCore {
             if welcome.resume_token.is_some() {
                 user.token = welcome.resume_token;
             }
+            if let Some(route) = user.route.as_deref_mut() {
+                route.node = welcome.node;
+                route.saw_reconnect = false;
+                route.next_url = None;
+                route.unreachable = None;
+            }
             user.epoch
         };
         self.open.set(self.open.get() + 1);
@@ -117,6 +138,9 @@ impl PairCore {
             count_end(&core.ctx, &conn, &end);
             if !conn.closed_by_us() {
                 core.users.borrow_mut()[u].failed_over = true;
+                if core.accepting.get() {
+                    core.start_move(u, &end);
+                }
             }
             if !conn.closed_by_us() && core.accepting.get() {
                 core.spawn_reconnect(u, true, clock::now_ns());
@@ -162,11 +186,15 @@ impl PairCore {
             ServerEnvelope::Reconnect {
                 resume_token,
                 retry_after_ms,
-                ..
+                ws_url,
             } => {
                 let mut users = self.users.borrow_mut();
                 users[r].token = Some(resume_token.into_owned());
                 users[r].retry_after_ms = Some(retry_after_ms);
+                if let Some(route) = users[r].route.as_deref_mut() {
+                    route.saw_reconnect = true;
+                    route.next_url = ws_url.map(|u| u.into_owned());
+                }
             }
             ServerEnvelope::Welcome { .. } => self.ctx.stats().error("unexpected_envelope"),
         }
@@ -271,10 +299,13 @@ impl PairCore {
                     None
                 };
                 let name = core.names.name(core.first + u as u64);
-                let (target, source) = core.target_and_source(u);
-                if let Some((conn, w)) =
+                let session = if core.routing.is_some() {
+                    core.try_routed(u, &name, token.as_deref(), true).await
+                } else {
+                    let (target, source) = core.target_and_source(u);
                     open_session(&core.ctx, target, &name, token.as_deref(), source, true).await
-                {
+                };
+                if let Some((conn, w)) = session {
                     if !core.accepting.get() {
                         conn.close(1000); // the run ended while we connected
                         break;
@@ -284,6 +315,7 @@ impl PairCore {
                         .recovery_latency
                         .record(clock::elapsed_us(since_ns, clock::now_ns()));
                     core.users.borrow_mut()[u].retry_after_ms = None;
+                    core.end_move(u, &w);
                     core.install(u, conn, w);
                     break;
                 }
@@ -346,11 +378,19 @@ async fn setup(ctx: &Rc<CoreCtx>, payload_bytes: usize, backoff: Backoff) -> Rc<
         plan.total_cores() as u64,
     );
     let n = 2 * (pairs.end - pairs.start) as usize;
+    let routing = plan.control.clone().map(Routing::new);
     let core = Rc::new(PairCore {
         ctx: Rc::clone(ctx),
         names: UserNames::new(&plan.run_id),
         first: 2 * pairs.start,
-        users: RefCell::new((0..n).map(|_| User::default()).collect()),
+        users: RefCell::new(
+            (0..n)
+                .map(|_| User {
+                    route: routing.is_some().then(Box::default),
+                    ..User::default()
+                })
+                .collect(),
+        ),
         pad: padding(payload_bytes),
         refill: Cell::new(false),
         outstanding: Cell::new(0),
@@ -360,13 +400,26 @@ async fn setup(ctx: &Rc<CoreCtx>, payload_bytes: usize, backoff: Backoff) -> Rc<
         rng: RefCell::new(SmallRng::seed_from_u64(
             ctx.global_core as u64 ^ clock::now_ns(),
         )),
+        routing,
+        moves: RefCell::new(Vec::new()),
     });
     ramp(ctx, n, |u| {
         let core = Rc::clone(&core);
         async move {
             let name = core.names.name(core.first + u as u64);
-            let (target, source) = core.target_and_source(u);
-            let (conn, w) = open_session(&core.ctx, target, &name, None, source, false).await?;
+            let (conn, w) = if core.routing.is_some() {
+                let Some(session) = core.try_routed(u, &name, None, false).await else {
+                    // A client keeps trying (the cluster may be changing
+                    // under it): with backoff, through the control plane,
+                    // counted as reconnects from here on.
+                    core.spawn_reconnect(u, false, clock::now_ns());
+                    return None;
+                };
+                session
+            } else {
+                let (target, source) = core.target_and_source(u);
+                open_session(&core.ctx, target, &name, None, source, false).await?
+            };
             core.install(u, conn, w);
             Some(())
         }
@@ -427,19 +480,18 @@ async fn finish(core: &Rc<PairCore>) {
     .await;
     core.accepting.set(false);
     core.account();
+    core.write_moves();
     close_all(&core.all_conns(), || core.open.get()).await;
 }
 
-/// Default backoff for users of `direct` that the server disconnects.
-const DIRECT_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(100),
-    max: Duration::from_secs(10),
-    jitter: Duration::from_millis(100),
-};
-
 /// Runs the `direct` scenario on this core.
 pub async fn run_direct(ctx: &Rc<CoreCtx>, args: &DirectArgs) {
-    let core = setup(ctx, args.payload_bytes, DIRECT_BACKOFF).await;
+    let backoff = Backoff {
+        base: Duration::from_millis(args.backoff_base_ms),
+        max: Duration::from_millis(args.backoff_max_ms),
+        jitter: Duration::from_millis(args.backoff_jitter_ms),
+    };
+    let core = setup(ctx, args.payload_bytes, backoff).await;
     ctx.ready();
     if let Some(go) = ctx.wait_go().await {
         let end = go + ctx.plan.duration().as_nanos() as u64;

@@ -44,6 +44,7 @@ impl ConnectError {
             Self::Timeout => "timeout",
             Self::Handshake(HandshakeError::Status(503)) => "http_503",
             Self::Handshake(HandshakeError::Status(_)) => "http_status",
+            Self::Handshake(HandshakeError::Redirect { .. }) => "http_307",
             Self::Handshake(_) => "handshake",
             Self::Reset => "reset",
             Self::SourceExhausted => "source_exhausted",

@@ -27,6 +27,18 @@ pub enum HandshakeError {
     /// The server answered with a status other than 101.
     #[error("server answered HTTP {0}")]
     Status(u16),
+    /// A redirect (a cluster node's `307 wrong_node`): the user lives at
+    /// `location`; `node` is the body's node id when the body came with
+    /// the head.
+    #[error("server redirected ({status}) to {location}")]
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// The `Location` header.
+        location: String,
+        /// The JSON body's `node`, if it was there.
+        node: Option<String>,
+    },
     /// 101 without `Upgrade: websocket` / `Connection: upgrade`.
     #[error("101 response lacks the upgrade headers")]
     MissingUpgrade,
@@ -83,15 +95,30 @@ pub fn parse_response(buf: &[u8], key: &str) -> Result<Option<usize>, HandshakeE
         Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
     };
     let code = resp.code.unwrap_or(0);
-    if code != 101 {
-        return Err(HandshakeError::Status(code));
-    }
     let header = |name: &str| {
         resp.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
+    if matches!(code, 301 | 302 | 303 | 307 | 308) {
+        if let Some(location) = header("location").and_then(|v| std::str::from_utf8(v).ok()) {
+            #[derive(serde::Deserialize)]
+            struct WrongNode {
+                node: String,
+            }
+            return Err(HandshakeError::Redirect {
+                status: code,
+                location: location.to_string(),
+                node: serde_json::from_slice::<WrongNode>(&buf[n..])
+                    .ok()
+                    .map(|w| w.node),
+            });
+        }
+    }
+    if code != 101 {
+        return Err(HandshakeError::Status(code));
+    }
     let has_token = |name: &str, token: &str| {
         header(name).is_some_and(|v| {
             String::from_utf8_lossy(v)
@@ -155,6 +182,30 @@ mod tests {
     fn over_capacity_is_reported_as_status_503() {
         let r = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n";
         assert_eq!(parse_response(r, KEY), Err(HandshakeError::Status(503)));
+    }
+
+    #[test]
+    fn a_redirect_names_its_location_and_node() {
+        let r = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: ws://127.0.0.1:9/ws?userId=u\r\n\
+            Content-Type: application/json\r\n\r\n\
+            {\"error\":\"wrong_node\",\"node\":\"n2\",\"wsUrl\":\"ws://127.0.0.1:9/ws?userId=u\"}\n";
+        assert_eq!(
+            parse_response(r, KEY),
+            Err(HandshakeError::Redirect {
+                status: 307,
+                location: "ws://127.0.0.1:9/ws?userId=u".into(),
+                node: Some("n2".into()),
+            })
+        );
+        // The head alone: the node is not known yet.
+        let head = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: ws://h:1/ws\r\n\r\n";
+        assert!(matches!(
+            parse_response(head, KEY),
+            Err(HandshakeError::Redirect { node: None, .. })
+        ));
+        // Without a Location it is just a status.
+        let bare = b"HTTP/1.1 307 Temporary Redirect\r\n\r\n";
+        assert_eq!(parse_response(bare, KEY), Err(HandshakeError::Status(307)));
     }
 
     #[test]

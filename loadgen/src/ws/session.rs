@@ -22,6 +22,8 @@ pub struct Welcome {
     pub resume_token: Option<String>,
     /// The user's offset at connect time.
     pub offset: Option<u64>,
+    /// The node that welcomed the user.
+    pub node: Option<String>,
 }
 
 /// Connects `user` to `target` (with `token=jwt` when given) and waits for
@@ -68,10 +70,12 @@ fn parse_welcome(payload: &[u8]) -> Result<Welcome, String> {
         Ok(ServerEnvelope::Welcome {
             resume_token,
             offset,
+            node,
             ..
         }) => Ok(Welcome {
             resume_token: Some(resume_token.into_owned()),
             offset: Some(offset),
+            node: Some(node.into_owned()),
         }),
         _ => Err(shorten()),
     }
@@ -89,6 +93,7 @@ mod tests {
         .unwrap();
         assert_eq!(w.resume_token.as_deref(), Some("T"));
         assert_eq!(w.offset, Some(3));
+        assert_eq!(w.node.as_deref(), Some("n"));
         assert!(parse_welcome(br#"{"type":"error","code":"bad"}"#).is_err());
         assert!(parse_welcome(b"not json").is_err());
     }
