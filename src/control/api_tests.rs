@@ -328,3 +328,60 @@ fn a_reported_node_leaves_the_ring_only_when_its_port_refuses() {
     assert_eq!(call(&c, "POST", "/api/v1/nodes/heartbeat", &body).0, 200);
     assert_eq!(version(&c), 4);
 }
+
+fn heartbeat_of(id: &str) -> crate::control::heartbeat::Heartbeat {
+    let body = format!(r#"{{"nodeId":"{id}","wsUrl":"ws://{id}.test:8080/ws","weight":1}}"#);
+    crate::control::heartbeat::Heartbeat::parse(body.as_bytes()).unwrap()
+}
+
+#[test]
+fn silence_expires_a_node_only_while_the_control_plane_could_hear() {
+    // Grace 30 s; housekeeping every 3 s in this replay.
+    let c = control();
+    let t0 = std::time::Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let members = |c: &Control| c.ring().map_or(0, |r| r.nodes().len());
+    for id in ["a", "b", "c"] {
+        c.heartbeat_at(&heartbeat_of(id), t0).unwrap();
+    }
+    // "c" falls silent while the others beat: it leaves after the grace.
+    let mut t = 0;
+    while t < 33 {
+        t += 3;
+        c.heartbeat_at(&heartbeat_of("a"), at(t)).unwrap();
+        c.heartbeat_at(&heartbeat_of("b"), at(t)).unwrap();
+        c.tick_at(at(t));
+    }
+    assert_eq!(members(&c), 2);
+    assert!(c.ring().unwrap().node("c").is_none());
+
+    // Nothing heard from anyone for a grace period, with passes running:
+    // our deafness, not two deaths at once. Nobody leaves.
+    while t < 75 {
+        t += 3;
+        c.tick_at(at(t));
+    }
+    assert_eq!(members(&c), 2, "all members silent at once expire nobody");
+
+    // The process was not scheduled for longer than half a grace: the
+    // members get a fresh grace period instead of expiring.
+    c.heartbeat_at(&heartbeat_of("a"), at(t)).unwrap();
+    c.heartbeat_at(&heartbeat_of("b"), at(t)).unwrap();
+    c.tick_at(at(t + 3));
+    t += 3 + 40;
+    c.heartbeat_at(&heartbeat_of("a"), at(t)).unwrap();
+    c.tick_at(at(t));
+    assert_eq!(
+        members(&c),
+        2,
+        "a stall of the control plane expires nobody"
+    );
+    // From then on "b" is silent while "a" beats: it leaves.
+    while members(&c) == 2 {
+        assert!(t < 200, "b never expired");
+        t += 3;
+        c.heartbeat_at(&heartbeat_of("a"), at(t)).unwrap();
+        c.tick_at(at(t));
+    }
+    assert!(c.ring().unwrap().node("a").is_some());
+}

@@ -333,6 +333,20 @@ impl Membership {
         Ok(changes)
     }
 
+    /// Gives every member a full grace period from `now`: the control
+    /// plane itself was not listening (see `Control::tick`), so their
+    /// silence proves nothing.
+    pub fn forgive(&mut self, now: Instant) {
+        for m in self.members.values_mut() {
+            m.last_seen = m.last_seen.max(now);
+        }
+    }
+
+    /// The grace period.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     /// Removes member `id` now (its port refused a probe); `None` when it
     /// is not a member.
     pub fn evict(&mut self, id: &str) -> Result<Option<RingChange>, MembershipError> {
