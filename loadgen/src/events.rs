@@ -42,7 +42,8 @@ pub struct Step {
     /// An ask's `unreachable=` parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<String>,
-    /// An ask's ring version.
+    /// An ask's ring version; on a connect or redirect, the `ring=V` hint
+    /// it carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_version: Option<u64>,
     /// `ok`, or the failure's cause (`refused`, `http_307`, `ctl_no_nodes`…).

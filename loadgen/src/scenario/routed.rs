@@ -1,8 +1,9 @@
 //! Connecting through the control plane (`--control`): one try of a user
 //! is "ask `/api/v1/connect` (or go straight to the `wsUrl` a `reconnect`
-//! named), connect with the token it gave, follow a 307 `wrong_node`
-//! once", and says which node it failed on so that the next ask can tell
-//! the control plane (`unreachable=NODE`).
+//! named), connect with the token it gave and the answer's ring version as
+//! the `ring=V` hint, follow a 307 `wrong_node` once", and says which node
+//! it failed on so that the next ask can tell the control plane
+//! (`unreachable=NODE`).
 //!
 //! Every step is recorded as an [`events::Step`] for the event log. A try
 //! never sleeps: the caller owns the backoff between tries.
@@ -74,6 +75,15 @@ fn base_url(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
+/// `t` with the upgrade hint `ring=V` in its query, when there is one.
+fn with_ring(mut t: Target, ring: Option<u64>) -> Target {
+    if let Some(v) = ring {
+        t.path.push(if t.path.contains('?') { '&' } else { '?' });
+        t.path.push_str(&format!("ring={v}"));
+    }
+    t
+}
+
 fn unreachable_cause(e: &ConnectError) -> bool {
     match e {
         ConnectError::Refused | ConnectError::Reset | ConnectError::Timeout => true,
@@ -134,6 +144,10 @@ impl Routing {
             },
             _ => None,
         };
+        // The answer's ring version, passed on as the upgrade's `ring=V`
+        // hint (docs/protocol.md): a node with an older ring fetches the
+        // newer one before it would redirect the user.
+        let mut ring = None;
         let target = match direct {
             Some(t) => t,
             None => {
@@ -184,6 +198,7 @@ impl Routing {
                 t.path.push(if t.path.contains('?') { '&' } else { '?' });
                 t.path.push_str(&format!("ring={}", answer.ring_version));
                 self.learn(&t.url, &answer.node_id);
+                ring = Some(answer.ring_version);
                 tried.jwt = Some(Jwt {
                     token: answer.token,
                     exp: answer.expires_at,
@@ -195,7 +210,7 @@ impl Routing {
             Some(j) if ctx.plan.jwt_secret.is_none() => Some(j.token.clone()),
             _ => ctx.plan.jwt_for(user),
         };
-        let mut target = target;
+        let mut target = with_ring(target, ring);
         let mut kind = "connect";
         // At most two connects: the first one and one redirect.
         for _ in 0..2 {
@@ -206,7 +221,7 @@ impl Routing {
                 node: node.as_deref().map(str::to_string),
                 url: Some(target.url.clone()),
                 unreachable: None,
-                ring_version: None,
+                ring_version: ring,
                 result: "ok".into(),
             };
             let r = open_counted(
@@ -241,7 +256,7 @@ impl Routing {
                     if let Some(n) = &node {
                         self.learn(&t.url, n);
                     }
-                    target = t;
+                    target = with_ring(t, ring);
                     kind = "redirect";
                 }
                 Err(e) => {
@@ -289,6 +304,17 @@ mod tests {
         assert!(!unreachable_cause(&ConnectError::Handshake(
             HandshakeError::Status(503)
         )));
+    }
+
+    #[test]
+    fn the_ring_hint_goes_before_the_users_query() {
+        let t = Target::parse("ws://127.0.0.1:1/ws").unwrap();
+        let hinted = with_ring(t.clone(), Some(7));
+        assert_eq!(
+            hinted.path_for_user("u", Some("r"), None),
+            "/ws?ring=7&userId=u&resume=r"
+        );
+        assert_eq!(with_ring(t.clone(), None), t);
     }
 
     #[test]
