@@ -189,14 +189,10 @@ impl Routing {
                 step.node = Some(answer.node_id.clone());
                 step.ring_version = Some(answer.ring_version);
                 steps.push(step);
-                let Ok(mut t) = Target::parse(base_url(&answer.ws_url)) else {
+                let Ok(t) = Target::parse(base_url(&answer.ws_url)) else {
                     ctx.stats().error("ctl_bad_ws_url");
                     return tried;
                 };
-                // The ring that chose the node: one that routes by an older
-                // ring fetches it instead of sending us back (protocol.md).
-                t.path.push(if t.path.contains('?') { '&' } else { '?' });
-                t.path.push_str(&format!("ring={}", answer.ring_version));
                 self.learn(&t.url, &answer.node_id);
                 ring = Some(answer.ring_version);
                 tried.jwt = Some(Jwt {
