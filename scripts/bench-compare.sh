@@ -5,20 +5,27 @@
 #   echo:   shardcast /echo  vs  tokio + tokio-tungstenite  vs  Node.js `ws`
 #           vs uWebSockets.js (@trufflesuite/uws-js-unofficial from npm, only
 #           when its native binary loads)
-#   direct: shardcast /ws    vs  tokio + tokio-tungstenite relay (user -> channel map)
+#   direct: shardcast /ws (--cores NODE_CORES, and --cores 1 at the fixed
+#           rates)  vs  tokio + tokio-tungstenite relay (user -> channel map)
 #
 # For each server and scenario it measures
-#   - msg/s at saturation: closed loop (--rate 0), CONNS connections (USERS
-#     users for direct) with WINDOW messages in flight each;
-#   - p99 at a fixed sub-saturation rate: open loop at FIXED_FRACTION of the
-#     *lowest* saturation throughput any server of that scenario reached, so
-#     the rate is below saturation for every server.
-# and prints a markdown table with absolute figures and ratios to shardcast
-# (ratio = peer / shardcast: above 1 means the peer has more msg/s, or a
-# higher, i.e. worse, p99).
+#   - msg/s and server CPU per message at saturation: closed loop (--rate 0),
+#     CONNS connections (USERS users for direct) with WINDOW messages in
+#     flight each;
+#   - at each fixed rate of RATES (open loop; echo CONNS connections, direct
+#     FIXED_USERS users): server CPU µs per message, p50/p99, and loadgen's
+#     own CPU µs per message (the load client must cost less than the server
+#     it measures, or it sets the latency it reports).
+# and prints two markdown tables with absolute figures and ratios to
+# shardcast (ratio = peer / shardcast: above 1 means the peer has more msg/s,
+# or more CPU per message, or a higher, i.e. worse, p99).
 #
 # Knobs (environment): DUR (s per run, 10), CONNS (100), USERS (1000),
-# WINDOW (16), FIXED_FRACTION (0.25: loadgen shares the CPUs with the server), NODE_CORES (2), PEER_THREADS (2),
+# FIXED_USERS (400), WINDOW (16), RATES ("2000 5000"; empty: none),
+# SATURATION (1; 0 skips the closed-loop runs), SCENARIOS ("echo direct"),
+# NODE_CORES (2), PEER_THREADS (2), NODE_EXTRA (extra shardcast-node flags),
+# ALT_NODE_BIN (a second shardcast-node, e.g. main's, measured in the same
+# run as "shardcast ALT_LABEL": before/after ratios from one run),
 # OUT (target/bench-compare); SKIP_BUILD=1 with NODE_BIN/LOADGEN to use
 # binaries built elsewhere. Servers listen on 127.0.0.1 ephemeral ports.
 # Everything runs on loopback and every run is bounded by DUR.
@@ -28,8 +35,14 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 CONNS=${CONNS:-100}
 USERS=${USERS:-1000}
+FIXED_USERS=${FIXED_USERS:-400}
 WINDOW=${WINDOW:-16}
-FIXED_FRACTION=${FIXED_FRACTION:-0.25}
+RATES=${RATES-2000 5000}
+SATURATION=${SATURATION:-1}
+SCENARIOS=${SCENARIOS:-echo direct}
+NODE_EXTRA=${NODE_EXTRA:-}
+ALT_NODE_BIN=${ALT_NODE_BIN:-}
+ALT_LABEL=${ALT_LABEL:-main}
 NODE_CORES=${NODE_CORES:-2}
 PEER_THREADS=${PEER_THREADS:-2}
 OUT=${OUT:-target/bench-compare}
@@ -85,84 +98,151 @@ run() {
 
 SHARDCAST_SECRET=$(head -c 24 /dev/urandom | base64)
 export SHARDCAST_SECRET
+# start_shardcast CORES [BIN]
 start_shardcast() {
-  start shardcast "$NODE_BIN" --listen 127.0.0.1:0 \
-    --metrics-listen 127.0.0.1:0 --cores "$NODE_CORES" --echo \
-    --rate-messages-per-sec 1000000 --rate-messages-burst 1000000
+  # shellcheck disable=SC2086 # NODE_EXTRA is a list of flags
+  start shardcast "${2:-$NODE_BIN}" --listen 127.0.0.1:0 \
+    --metrics-listen 127.0.0.1:0 --cores "$1" --echo \
+    --rate-messages-per-sec 1000000 --rate-messages-burst 1000000 $NODE_EXTRA
 }
+has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# --- echo -------------------------------------------------------------
-ECHO_SERVERS=(shardcast tokio)
+ECHO_SERVERS=(shardcast)
+[ -n "$ALT_NODE_BIN" ] && ECHO_SERVERS+=(alt)
+ECHO_SERVERS+=(tokio)
 [ "$HAVE_NODE" = 1 ] && ECHO_SERVERS+=(node-ws)
 [ "$HAVE_UWS" = 1 ] && ECHO_SERVERS+=(uws)
 start_echo() {
   case $1 in
-    shardcast) start_shardcast; URL="ws://$ADDR/echo" ;;
+    shardcast) start_shardcast "$NODE_CORES"; URL="ws://$ADDR/echo" ;;
+    alt) start_shardcast "$NODE_CORES" "$ALT_NODE_BIN"; URL="ws://$ADDR/echo" ;;
     tokio) start tokio "$TOKIO_ECHO" 127.0.0.1:0 "$PEER_THREADS"; URL="ws://$ADDR/" ;;
     node-ws) start node-ws node benches/baselines/node-ws-echo/server.js 127.0.0.1:0; URL="ws://$ADDR/" ;;
     uws) start uws node benches/baselines/uws-echo/server.js 127.0.0.1:0; URL="ws://$ADDR/" ;;
   esac
 }
-for s in "${ECHO_SERVERS[@]}"; do
-  start_echo "$s"
-  run "echo-sat-$s" echo "$URL" --connections "$CONNS" --rate 0 --window "$WINDOW"
-  stop
-done
-ECHO_MIN=$(for s in "${ECHO_SERVERS[@]}"; do field "echo-sat-$s" .throughput.msgs_per_sec; done | sort -g | head -1)
-ECHO_FIXED=$(awk -v m="$ECHO_MIN" -v f="$FIXED_FRACTION" 'BEGIN { printf "%d", m * f }')
-for s in "${ECHO_SERVERS[@]}"; do
-  start_echo "$s"
-  run "echo-fixed-$s" echo "$URL" --connections "$CONNS" --rate "$ECHO_FIXED"
-  stop
-done
-
-# --- direct -------------------------------------------------------------
-DIRECT_SERVERS=(shardcast tokio)
+DIRECT_SERVERS=(shardcast)
+DIRECT_FIXED_SERVERS=(shardcast)
+[ "$NODE_CORES" != 1 ] && DIRECT_FIXED_SERVERS+=(shardcast-c1)
+if [ -n "$ALT_NODE_BIN" ]; then
+  DIRECT_SERVERS+=(alt)
+  DIRECT_FIXED_SERVERS+=(alt)
+  [ "$NODE_CORES" != 1 ] && DIRECT_FIXED_SERVERS+=(alt-c1)
+fi
+DIRECT_SERVERS+=(tokio)
+DIRECT_FIXED_SERVERS+=(tokio)
 start_direct() {
   case $1 in
-    shardcast) start_shardcast; URL="ws://$ADDR/ws" ;;
+    shardcast) start_shardcast "$NODE_CORES"; URL="ws://$ADDR/ws" ;;
+    shardcast-c1) start_shardcast 1; URL="ws://$ADDR/ws" ;;
+    alt) start_shardcast "$NODE_CORES" "$ALT_NODE_BIN"; URL="ws://$ADDR/ws" ;;
+    alt-c1) start_shardcast 1 "$ALT_NODE_BIN"; URL="ws://$ADDR/ws" ;;
     tokio) start tokio "$TOKIO_DIRECT" 127.0.0.1:0 "$PEER_THREADS"; URL="ws://$ADDR/ws" ;;
   esac
 }
-for s in "${DIRECT_SERVERS[@]}"; do
-  start_direct "$s"
-  run "direct-sat-$s" direct "$URL" --users "$USERS" --rate 0 --window "$WINDOW"
+
+label() {
+  case $1 in
+    shardcast) echo "shardcast --cores $NODE_CORES" ;;
+    shardcast-c1) echo "shardcast --cores 1" ;;
+    alt) echo "shardcast $ALT_LABEL --cores $NODE_CORES" ;;
+    alt-c1) echo "shardcast $ALT_LABEL --cores 1" ;;
+    tokio) echo "tokio + tokio-tungstenite" ;;
+    node-ws) echo "Node.js ws" ;;
+    uws) echo "uWebSockets.js (native)" ;;
+  esac
+}
+
+# --- runs ---------------------------------------------------------------
+# Idle: a node with no connections must cost ~0 CPU (a spinning executor
+# would show here).
+IDLE_NOTE=""
+for b in shardcast ${ALT_NODE_BIN:+alt}; do
+  if [ "$b" = alt ]; then start_shardcast "$NODE_CORES" "$ALT_NODE_BIN"; else start_shardcast "$NODE_CORES"; fi
+  sleep 1
+  c0=$(cpu_seconds "$PID"); sleep "$DUR"; c1=$(cpu_seconds "$PID")
   stop
+  IDLE_NOTE="$IDLE_NOTE $(label "$b"): $(awk -v a="$c0" -v b="$c1" -v d="$DUR" 'BEGIN { printf "%.1f ms/s", (b - a) * 1000 / d }');"
 done
-DIRECT_MIN=$(for s in "${DIRECT_SERVERS[@]}"; do field "direct-sat-$s" .throughput.msgs_per_sec; done | sort -g | head -1)
-DIRECT_FIXED=$(awk -v m="$DIRECT_MIN" -v f="$FIXED_FRACTION" 'BEGIN { printf "%d", m * f }')
-for s in "${DIRECT_SERVERS[@]}"; do
-  start_direct "$s"
-  run "direct-fixed-$s" direct "$URL" --users "$USERS" --rate "$DIRECT_FIXED"
-  stop
+if [ "$SATURATION" = 1 ]; then
+  if has echo; then
+    for s in "${ECHO_SERVERS[@]}"; do
+      start_echo "$s"
+      run "echo-sat-$s" echo "$URL" --connections "$CONNS" --rate 0 --window "$WINDOW"
+      stop
+    done
+  fi
+  if has direct; then
+    for s in "${DIRECT_SERVERS[@]}"; do
+      start_direct "$s"
+      run "direct-sat-$s" direct "$URL" --users "$USERS" --rate 0 --window "$WINDOW"
+      stop
+    done
+  fi
+fi
+for r in $RATES; do
+  if has echo; then
+    for s in "${ECHO_SERVERS[@]}"; do
+      start_echo "$s"
+      run "echo-r$r-$s" echo "$URL" --connections "$CONNS" --rate "$r"
+      stop
+    done
+  fi
+  if has direct; then
+    for s in "${DIRECT_FIXED_SERVERS[@]}"; do
+      start_direct "$s"
+      run "direct-r$r-$s" direct "$URL" --users "$FIXED_USERS" --rate "$r"
+      stop
+    done
+  fi
 done
 
-# --- table --------------------------------------------------------------
-row() { # scenario server
-  local sc=$1 s=$2
-  local sat fixed p99 lost base_sat base_p99 cpu rss msgs cpu_us
-  sat=$(field "$sc-sat-$s" .throughput.msgs_per_sec)
-  p99=$(field "$sc-fixed-$s" .latency_us.p99)
-  lost=$(( $(field "$sc-sat-$s" .messages.lost) + $(field "$sc-fixed-$s" .messages.lost) ))
-  cpu=$(field "$sc-sat-$s" '.cpu.server_seconds // "-"')
-  rss=$(field "$sc-sat-$s" '.server_rss_bytes // 0')
-  msgs=$(field "$sc-sat-$s" .messages.received)
-  cpu_us=$(us_per_msg "$cpu" "$msgs")
-  base_sat=$(field "$sc-sat-shardcast" .throughput.msgs_per_sec)
-  base_p99=$(field "$sc-fixed-shardcast" .latency_us.p99)
-  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$sc" "$s" "$sat" "$(ratio "$sat" "$base_sat")" \
-    "$(ms "$p99")" "$(ratio "$p99" "$base_p99")" "$lost" "$cpu" "$cpu_us" "$((rss / 1048576))"
+# --- tables -------------------------------------------------------------
+cpu_us() { # run-name -> server CPU µs per received message
+  us_per_msg "$(field "$1" '.cpu.server_seconds // "-"')" "$(field "$1" .messages.received)"
+}
+lg_us() { # run-name -> loadgen CPU µs per received message
+  us_per_msg "$(field "$1" '.cpu.loadgen_seconds // "-"')" "$(field "$1" .messages.received)"
+}
+sat_row() { # scenario server
+  local sc=$1 s=$2 n="$1-sat-$2" b="$1-sat-shardcast" sat rss
+  sat=$(field "$n" .throughput.msgs_per_sec)
+  rss=$(field "$n" '.server_rss_bytes // 0')
+  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$sc" "$(label "$s")" "$sat" \
+    "$(ratio "$sat" "$(field "$b" .throughput.msgs_per_sec)")" \
+    "$(cpu_us "$n")" "$(ratio "$(cpu_us "$n")" "$(cpu_us "$b")")" \
+    "$(ms "$(field "$n" .latency_us.p99)")" "$(field "$n" .messages.lost)" "$((rss / 1048576))"
+}
+fixed_row() { # scenario rate server
+  local sc=$1 r=$2 s=$3 n="$1-r$2-$3" b="$1-r$2-shardcast"
+  printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$sc" "$r" "$(label "$s")" \
+    "$(field "$n" .throughput.msgs_per_sec)" \
+    "$(cpu_us "$n")" "$(ratio "$(cpu_us "$n")" "$(cpu_us "$b")")" \
+    "$(ms "$(field "$n" .latency_us.p50)")" "$(ms "$(field "$n" .latency_us.p99)")" \
+    "$(ratio "$(field "$n" .latency_us.p99)" "$(field "$b" .latency_us.p99)")" \
+    "$(lg_us "$n")" "$(field "$n" .messages.lost)"
 }
 {
-  echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(uname -sr), $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "Runs: ${DUR}s each; echo ${CONNS} connections, direct ${USERS} users; saturation = closed loop, window ${WINDOW};"
-  echo "fixed rate = ${FIXED_FRACTION} x lowest saturation: echo ${ECHO_FIXED} msg/s, direct ${DIRECT_FIXED} msg/s."
-  echo "shardcast: --cores ${NODE_CORES}, rate limits raised; peers: ${PEER_THREADS} threads (node: 1)."
+  echo "Machine: $(machine)"
+  echo "Runs: ${DUR}s each; echo ${CONNS} connections; direct ${USERS} users at saturation (window ${WINDOW}), ${FIXED_USERS} at fixed rates (${RATES:-none} msg/s)."
+  echo "shardcast: --cores ${NODE_CORES} ${NODE_EXTRA}, rate limits raised${ALT_NODE_BIN:+; shardcast $ALT_LABEL: $ALT_NODE_BIN}; peers: ${PEER_THREADS} threads (node: 1)."
   echo "$UWS_NOTE"
-  echo
-  echo "| scenario | server | msg/s at saturation | ratio | p99 ms at fixed rate | ratio | lost | server CPU s (sat) | server CPU µs/msg (sat) | server RSS MiB (sat) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  for s in "${ECHO_SERVERS[@]}"; do row echo "$s"; done
-  for s in "${DIRECT_SERVERS[@]}"; do row direct "$s"; done
+  echo "Idle CPU (no connections, ${DUR}s):$IDLE_NOTE"
+  if [ "$SATURATION" = 1 ]; then
+    echo
+    echo "| scenario | server | msg/s at saturation | ratio | server CPU µs/msg | ratio | p99 ms | lost | server RSS MiB |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    if has echo; then for s in "${ECHO_SERVERS[@]}"; do sat_row echo "$s"; done; fi
+    if has direct; then for s in "${DIRECT_SERVERS[@]}"; do sat_row direct "$s"; done; fi
+  fi
+  if [ -n "$RATES" ]; then
+    echo
+    echo "| scenario | msg/s asked | server | msg/s | server CPU µs/msg | ratio | p50 ms | p99 ms | ratio | loadgen CPU µs/msg | lost |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for r in $RATES; do
+      if has echo; then for s in "${ECHO_SERVERS[@]}"; do fixed_row echo "$r" "$s"; done; fi
+      if has direct; then for s in "${DIRECT_FIXED_SERVERS[@]}"; do fixed_row direct "$r" "$s"; done; fi
+    done
+  fi
 } | tee "$OUT/table.md"
 say "reports and logs in $OUT"

@@ -13,7 +13,9 @@
 #   recorded over the middle RECORD seconds, default DUR-4), CORES (2),
 #   NODE_ARGS (extra node flags, e.g. "--redis redis://127.0.0.1:6379/0"),
 #   CALLGRAPH (dwarf | fp; dwarf by default: the release profile keeps line
-#   tables, not frame pointers), FREQ (999 Hz), OUT (target/profile/NAME).
+#   tables, not frame pointers), FREQ (999 Hz), OUT (target/profile/NAME);
+#   SKIP_BUILD=1 with NODE_BIN/LOADGEN profiles binaries built elsewhere
+#   (e.g. main's, for a before/after pair).
 # Everything runs on loopback and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,11 +39,13 @@ need jq "apt-get install -y jq"
 need inferno-collapse-perf "cargo install inferno"
 need inferno-flamegraph "cargo install inferno"
 
-cargo build --release --bin shardcast-node >&2
-cargo build --release -p loadgen >&2
 TARGET=${CARGO_TARGET_DIR:-target}
-NODE_BIN=$TARGET/release/shardcast-node
-LOADGEN=$TARGET/release/loadgen
+NODE_BIN=${NODE_BIN:-$TARGET/release/shardcast-node}
+LOADGEN=${LOADGEN:-$TARGET/release/loadgen}
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  cargo build --release --bin shardcast-node >&2
+  cargo build --release -p loadgen >&2
+fi
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(port)
