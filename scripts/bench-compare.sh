@@ -23,6 +23,8 @@
 # Knobs (environment): DUR (s per run, 10), CONNS (100), USERS (1000),
 # FIXED_USERS (400), WINDOW (16), RATES ("2000 5000"; empty: none),
 # SATURATION (1; 0 skips the closed-loop runs), SCENARIOS ("echo direct"),
+# LG_FIXED_ARGS (extra loadgen flags for the fixed-rate runs, e.g.
+# "--cores 1": one loadgen executor costs less per message at these rates),
 # NODE_CORES (2), PEER_THREADS (2), NODE_EXTRA (extra shardcast-node flags),
 # ALT_NODE_BIN (a second shardcast-node, e.g. main's, measured in the same
 # run as "shardcast ALT_LABEL": before/after ratios from one run),
@@ -41,6 +43,7 @@ RATES=${RATES-2000 5000}
 SATURATION=${SATURATION:-1}
 SCENARIOS=${SCENARIOS:-echo direct}
 NODE_EXTRA=${NODE_EXTRA:-}
+LG_FIXED_ARGS=${LG_FIXED_ARGS:-}
 ALT_NODE_BIN=${ALT_NODE_BIN:-}
 ALT_LABEL=${ALT_LABEL:-main}
 NODE_CORES=${NODE_CORES:-2}
@@ -184,14 +187,16 @@ for r in $RATES; do
   if has echo; then
     for s in "${ECHO_SERVERS[@]}"; do
       start_echo "$s"
-      run "echo-r$r-$s" echo "$URL" --connections "$CONNS" --rate "$r"
+      # shellcheck disable=SC2086 # LG_FIXED_ARGS is a list of flags
+      run "echo-r$r-$s" echo "$URL" --connections "$CONNS" --rate "$r" $LG_FIXED_ARGS
       stop
     done
   fi
   if has direct; then
     for s in "${DIRECT_FIXED_SERVERS[@]}"; do
       start_direct "$s"
-      run "direct-r$r-$s" direct "$URL" --users "$FIXED_USERS" --rate "$r"
+      # shellcheck disable=SC2086 # LG_FIXED_ARGS is a list of flags
+      run "direct-r$r-$s" direct "$URL" --users "$FIXED_USERS" --rate "$r" $LG_FIXED_ARGS
       stop
     done
   fi
@@ -224,7 +229,7 @@ fixed_row() { # scenario rate server
 }
 {
   echo "Machine: $(machine)"
-  echo "Runs: ${DUR}s each; echo ${CONNS} connections; direct ${USERS} users at saturation (window ${WINDOW}), ${FIXED_USERS} at fixed rates (${RATES:-none} msg/s)."
+  echo "Runs: ${DUR}s each; echo ${CONNS} connections; direct ${USERS} users at saturation (window ${WINDOW}), ${FIXED_USERS} at fixed rates (${RATES:-none} msg/s${LG_FIXED_ARGS:+, loadgen $LG_FIXED_ARGS})."
   echo "shardcast: --cores ${NODE_CORES} ${NODE_EXTRA}, rate limits raised${ALT_NODE_BIN:+; shardcast $ALT_LABEL: $ALT_NODE_BIN}; peers: ${PEER_THREADS} threads (node: 1)."
   echo "$UWS_NOTE"
   echo "Idle CPU (no connections, ${DUR}s):$IDLE_NOTE"
