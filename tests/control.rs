@@ -448,7 +448,7 @@ fn a_connect_token_opens_a_session_on_a_node_with_jwt_auth() {
 #[test]
 fn the_client_follows_ring_versions_and_keeps_the_last_when_ctl_is_down() {
     let mut ctl = ctl(&["--heartbeat-grace-secs", "5"]);
-    let rings: Arc<Mutex<Vec<Ring>>> = Arc::default();
+    let rings: Arc<Mutex<Vec<RingConfig>>> = Arc::default();
     let seen = Arc::clone(&rings);
     let follower = RingFollower::spawn(
         client(&ctl),
@@ -463,9 +463,9 @@ fn the_client_follows_ring_versions_and_keeps_the_last_when_ctl_is_down() {
     assert!(eventually(Duration::from_secs(5), || follower.version() == 2));
     {
         let rings = rings.lock().unwrap();
-        let versions: Vec<u64> = rings.iter().map(|r| r.version()).collect();
+        let versions: Vec<u64> = rings.iter().map(|r| r.version).collect();
         assert_eq!(versions, [1, 2]);
-        assert_eq!(rings[1].nodes().len(), 2);
+        assert_eq!(rings[1].nodes.len(), 2);
     }
     // The heartbeat carries the version the follower has.
     let (_, r) = get_json(&ctl, "/api/v1/ring");

@@ -256,7 +256,7 @@ pub struct RingFollower {
 impl RingFollower {
     /// Starts the loop: every `interval`, `beat()` gives the heartbeat
     /// (its `ringVersion` is set to the newest version known here) and it
-    /// is sent; when the reply names a newer version, the ring is fetched
+    /// is sent; when the reply names a newer version, the ring snapshot is fetched
     /// and given to `on_ring`. `known` is the version the node starts with
     /// (0: none).
     ///
@@ -269,7 +269,7 @@ impl RingFollower {
         known: u64,
         mut beat: impl FnMut() -> Heartbeat + Send + 'static,
         mut urgent: impl FnMut() -> bool + Send + 'static,
-        mut on_ring: impl FnMut(Ring) + Send + 'static,
+        mut on_ring: impl FnMut(RingConfig) + Send + 'static,
     ) -> RingFollower {
         let stop = Arc::new(AtomicBool::new(false));
         let known = Arc::new(AtomicU64::new(known));
@@ -351,14 +351,15 @@ impl Drop for RingFollower {
     }
 }
 
-fn follow(client: &ControlClient, known: &AtomicU64, on_ring: &mut impl FnMut(Ring)) {
-    match client.ring() {
-        Ok(Some(ring)) => {
-            if known.fetch_max(ring.version(), Ordering::Relaxed) < ring.version() {
-                on_ring(ring);
+fn follow(client: &ControlClient, known: &AtomicU64, on_ring: &mut impl FnMut(RingConfig)) {
+    match client.ring_config() {
+        // An empty snapshot (every node left) is nothing to route by.
+        Ok(config) if config.nodes.is_empty() => {}
+        Ok(config) => {
+            if known.fetch_max(config.version, Ordering::Relaxed) < config.version {
+                on_ring(config);
             }
         }
-        Ok(None) => {}
         Err(e) => tracing::warn!("ring fetch: {e}"),
     }
 }

@@ -48,7 +48,7 @@ use crate::{
     },
     metrics::Metrics,
     relay::{RelayContext, RelaySettings},
-    ring::{Ring, RingConfig},
+    ring::RingConfig,
 };
 
 use super::rings::RingSlot;
@@ -135,8 +135,10 @@ pub fn follow(
         behind || (draining.load(Ordering::Relaxed) && !reported_drain.load(Ordering::Relaxed))
     };
     let known = rings.version();
-    let heartbeats = RingFollower::spawn(client, interval, known, beat, urgent, move |ring| {
-        rings.publish(ring);
+    let heartbeats = RingFollower::spawn(client, interval, known, beat, urgent, move |config| {
+        if let Err(e) = rings.offer(config) {
+            tracing::warn!("ring from the control plane refused: {e}");
+        }
     });
     Ok(Following {
         _heartbeats: heartbeats,
@@ -188,18 +190,22 @@ fn follow_topic(
                     None => {}
                     Some(Err(e)) => tracing::debug!(error = %e, "control topic"),
                     Some(Ok(message)) => {
-                        let ring = serde_json::from_slice::<RingConfig>(
+                        let offered = serde_json::from_slice::<RingConfig>(
                             message.payload().unwrap_or_default(),
                         )
                         .map_err(|e| e.to_string())
-                        .and_then(|c| Ring::new(c).map_err(|e| e.to_string()));
-                        match ring {
-                            Ok(ring) => {
-                                let version = ring.version();
-                                if rings.publish(ring) {
-                                    tracing::debug!(version, "ring from the control topic");
-                                }
+                        .and_then(|c| {
+                            let version = c.version;
+                            rings
+                                .offer(c)
+                                .map(|new| (version, new))
+                                .map_err(|e| e.to_string())
+                        });
+                        match offered {
+                            Ok((version, true)) => {
+                                tracing::debug!(version, "ring from the control topic");
                             }
+                            Ok((_, false)) => {}
                             // An empty ring (every node left) or a record of
                             // another kind: nothing to route by.
                             Err(e) => tracing::debug!("control topic record skipped: {e}"),

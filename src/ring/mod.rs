@@ -89,6 +89,65 @@ impl Ring {
         Ok(ring)
     }
 
+    /// The ring of `config`, made from `self` by one incremental change
+    /// when `config` differs from it by exactly one node joining, leaving
+    /// or changing weight (the same table a full build gives, faster: a
+    /// node following a control plane gets one such change per version);
+    /// otherwise a full build.
+    pub fn successor(&self, config: RingConfig) -> Result<Ring, RingError> {
+        match self.one_change_to(&config) {
+            Some(change) => Ok(self.apply(&change)?.with_version(config.version)),
+            None => Ring::new(config),
+        }
+    }
+
+    fn one_change_to(&self, config: &RingConfig) -> Option<Change> {
+        if config.slots != self.slots() as u64 {
+            return None;
+        }
+        let mut next: Vec<&Node> = config.nodes.iter().collect();
+        next.sort_by(|a, b| a.id.cmp(&b.id));
+        let (old, new) = (&self.nodes, &next);
+        let differs = |a: &Node, b: &Node| a != b;
+        if new.len() == old.len() + 1 {
+            // One added: every old node is in `new` unchanged.
+            let added: Vec<&Node> = new
+                .iter()
+                .copied()
+                .filter(|n| self.node(&n.id).is_none())
+                .collect();
+            let kept = old.iter().all(|o| new.iter().any(|n| !differs(o, n)));
+            return (added.len() == 1 && kept).then(|| Change::Add {
+                node: added[0].clone(),
+            });
+        }
+        if new.len() + 1 == old.len() {
+            let gone: Vec<&Node> = old
+                .iter()
+                .filter(|o| !new.iter().any(|n| n.id == o.id))
+                .collect();
+            let kept = new.iter().all(|n| old.iter().any(|o| !differs(o, n)));
+            return (gone.len() == 1 && kept).then(|| Change::Remove {
+                id: gone[0].id.clone(),
+            });
+        }
+        if new.len() == old.len() {
+            let changed: Vec<(&Node, &Node)> = old
+                .iter()
+                .zip(new.iter().copied())
+                .filter(|(o, n)| differs(o, n))
+                .collect();
+            if let [(o, n)] = changed[..] {
+                let same_but_weight = o.id == n.id && o.zone == n.zone && o.addr == n.addr;
+                return same_but_weight.then(|| Change::Reweight {
+                    id: n.id.clone(),
+                    weight: n.weight,
+                });
+            }
+        }
+        None
+    }
+
     /// The snapshot this ring was built from (nodes in ascending id order).
     pub fn config(&self) -> RingConfig {
         RingConfig {

@@ -415,3 +415,52 @@ proptest! {
         prop_assert!(back == ring);
     }
 }
+
+#[test]
+fn a_successor_is_the_full_build_of_its_snapshot() {
+    let base = Ring::new(RingConfig {
+        version: 1,
+        slots: 4096,
+        nodes: vec![
+            Node::new("a", 1.0),
+            Node::new("b", 2.0),
+            Node::new("c", 1.0),
+        ],
+    })
+    .unwrap();
+    let with = |nodes: Vec<Node>| RingConfig {
+        version: 9,
+        slots: 4096,
+        nodes,
+    };
+    let mut zoned = Node::new("b", 2.0);
+    zoned.zone = "z9".into();
+    for next in [
+        // one joins (given in another order), one leaves, one reweighted
+        with(vec![
+            Node::new("d", 1.5),
+            Node::new("c", 1.0),
+            Node::new("a", 1.0),
+            Node::new("b", 2.0),
+        ]),
+        with(vec![Node::new("a", 1.0), Node::new("c", 1.0)]),
+        with(vec![
+            Node::new("a", 1.0),
+            Node::new("b", 0.5),
+            Node::new("c", 1.0),
+        ]),
+        // no one-node change: a zone, two changes, another M
+        with(vec![Node::new("a", 1.0), zoned, Node::new("c", 1.0)]),
+        with(vec![Node::new("a", 1.0), Node::new("d", 1.0)]),
+        RingConfig {
+            version: 9,
+            slots: 8192,
+            nodes: vec![Node::new("a", 1.0)],
+        },
+    ] {
+        let expected = Ring::new(next.clone()).unwrap();
+        let got = base.successor(next).unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(got.version(), 9);
+    }
+}
