@@ -24,7 +24,8 @@
 # Knobs (environment): USERS (300), RATE (400; tansu relays ~1,200 msg/s
 # here), WARM (5), GAP (14: more than the nodes' --rebalance-secs + a
 # reconnect, so that each change's moves end before the next change),
-# TAIL (12), NODE_CORES (1), CONNECT_RATE (500 users/s at the start: gentle
+# TAIL (20: the last change's moves take up to --rebalance-secs, and the
+# changes start later than WARM + k GAP by the time each takes), NODE_CORES (1), CONNECT_RATE (500 users/s at the start: gentle
 # on a shared machine, see docs/benchmarks.md, "Changing cluster"), HEARTBEAT_MS / REBALANCE_SECS / GRACE_SECS
 # (empty: the defaults, 500 / 10 / 1.5), OUT (target/cluster-scenario),
 # SKIP_BUILD=1 with NODE_BIN / CTL_BIN / LOADGEN / REPORT_BIN, TANSU_BIN.
@@ -38,7 +39,7 @@ USERS=${USERS:-300}
 RATE=${RATE:-400}
 WARM=${WARM:-5}
 GAP=${GAP:-14}
-TAIL=${TAIL:-12}
+TAIL=${TAIL:-20}
 NODE_CORES=${NODE_CORES:-1}
 CONNECT_RATE=${CONNECT_RATE:-500}
 OUT=${OUT:-target/cluster-scenario}
