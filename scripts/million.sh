@@ -10,7 +10,7 @@
 #
 #   scripts/million.sh [--connections N] [--connect-rate R] [--hold SECS]
 #                      [--direct-rate M] [--direct-secs S] [--no-direct]
-#                      [--ping-interval-secs P] [--idle-timeout-secs I]
+#                      [--ping-interval-secs P] [--idle-timeout-secs I] [--node-arg ARG]...
 #                      [--port PORT] [--node-bin FILE] [--loadgen-bin FILE]
 #                      [--bin-dir DIR] [--out DIR] [--apply-tuning]
 #
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 N=1000000 RATE=5000 HOLD=60 DRATE=10000 DSECS=30 DIRECT=1 PING=300 IDLE=900 PORT=8080
 BIN=${CARGO_TARGET_DIR:-target}/release OUT=${CARGO_TARGET_DIR:-target}/million
-NODE_BIN="" LOADGEN="" APPLY=0
+NODE_BIN="" LOADGEN="" APPLY=0 NODE_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --connections) N=$2; shift 2 ;;
@@ -41,6 +41,7 @@ while [ $# -gt 0 ]; do
     --no-direct) DIRECT=0; shift ;;
     --ping-interval-secs) PING=$2; shift 2 ;;
     --idle-timeout-secs) IDLE=$2; shift 2 ;;
+    --node-arg) NODE_ARGS+=("$2"); shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --node-bin) NODE_BIN=$2; shift 2 ;;
     --loadgen-bin) LOADGEN=$2; shift 2 ;;
@@ -57,7 +58,7 @@ done
 [ "$PORT" -lt 65535 ] || { echo "million: --port must be below 65535" >&2; exit 2; }
 NODE_BIN=${NODE_BIN:-$BIN/shardcast-node} LOADGEN=${LOADGEN:-$BIN/loadgen}
 for b in "$NODE_BIN" "$LOADGEN"; do
-  [ -x "$b" ] || { echo "million: $b missing: cargo build --release --bin shardcast-node -p loadgen" >&2; exit 2; }
+  [ -x "$b" ] || { echo "million: $b missing: cargo build --release --workspace --bins" >&2; exit 2; }
 done
 mkdir -p "$OUT"
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
@@ -135,7 +136,7 @@ SOURCES=$((N / NODES / (PORTS * 9 / 10) + 1))
 [ "$SOURCES" -le 250 ] || { echo "million: $SOURCES source addresses needed" >&2; exit 2; }
 SOURCE_IPS=127.0.0.2-127.0.0.$((1 + SOURCES))
 echo "connections $N: $NODES node(s) x <= $PER, $WORKERS loadgen worker(s), ulimit -n $NOFILE, $CPUS CPUs, sources $SOURCE_IPS"
-echo "nodes: --ping-interval-secs $PING --idle-timeout-secs $IDLE, port $PORT"
+echo "nodes: --ping-interval-secs $PING --idle-timeout-secs $IDLE ${NODE_ARGS[*]:-}, port $PORT"
 
 export SHARDCAST_SECRET=${SHARDCAST_SECRET:-$(head -c 24 /dev/urandom | base64)}
 
@@ -144,7 +145,7 @@ for i in $(seq 1 "$NODES"); do
   addr=127.0.$((1 + (i - 1) / 250)).$((1 + (i - 1) % 250))
   "$NODE_BIN" --listen "$addr:$PORT" --metrics-listen "$addr:$((PORT + 1))" --cores 1 \
     --first-cpu $(((i - 1) % CPUS)) --node-id "n$i" --max-connections "$PER" \
-    --handshakes-per-sec 100000 --ping-interval-secs "$PING" --idle-timeout-secs "$IDLE" \
+    --handshakes-per-sec 100000 --ping-interval-secs "$PING" --idle-timeout-secs "$IDLE" ${NODE_ARGS[@]+"${NODE_ARGS[@]}"} \
     >"$OUT/node-$i.out" 2>"$OUT/node-$i.err" &
   PIDS+=($!) SERVER_PIDS+=(--server-pid $!) TARGETS+=(--target "ws://$addr:$PORT/ws") ADDRS+=("$addr")
 done
