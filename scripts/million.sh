@@ -9,8 +9,10 @@
 #   5. every node stopped by its pid (SIGTERM, then SIGKILL after the drain).
 #
 #   scripts/million.sh [--connections N] [--connect-rate R] [--hold SECS]
-#                      [--direct-rate M] [--direct-secs S] [--no-direct]
+#                      [--direct-rate M] [--direct-secs S] [--no-direct] [--no-connect]
+#                      [--connect-timeout SECS]
 #                      [--ping-interval-secs P] [--idle-timeout-secs I] [--node-arg ARG]...
+#                      [--loadgen-arg ARG]...
 #                      [--port PORT] [--node-bin FILE] [--loadgen-bin FILE]
 #                      [--bin-dir DIR] [--out DIR] [--apply-tuning]
 #
@@ -28,9 +30,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=1000000 RATE=5000 HOLD=60 DRATE=10000 DSECS=30 DIRECT=1 PING=300 IDLE=900 PORT=8080
+N=1000000 RATE=5000 HOLD=60 DRATE=10000 DSECS=30 DIRECT=1 CONNECT=1 PING=300 IDLE=900 PORT=8080 CTIMEOUT=10
 BIN=${CARGO_TARGET_DIR:-target}/release OUT=${CARGO_TARGET_DIR:-target}/million
-NODE_BIN="" LOADGEN="" APPLY=0 NODE_ARGS=()
+NODE_BIN="" LOADGEN="" APPLY=0 NODE_ARGS=() LOADGEN_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --connections) N=$2; shift 2 ;;
@@ -39,20 +41,23 @@ while [ $# -gt 0 ]; do
     --direct-rate) DRATE=$2; shift 2 ;;
     --direct-secs) DSECS=$2; shift 2 ;;
     --no-direct) DIRECT=0; shift ;;
+    --no-connect) CONNECT=0; shift ;;
+    --connect-timeout) CTIMEOUT=$2; shift 2 ;;
     --ping-interval-secs) PING=$2; shift 2 ;;
     --idle-timeout-secs) IDLE=$2; shift 2 ;;
     --node-arg) NODE_ARGS+=("$2"); shift 2 ;;
+    --loadgen-arg) LOADGEN_ARGS+=("$2"); shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --node-bin) NODE_BIN=$2; shift 2 ;;
     --loadgen-bin) LOADGEN=$2; shift 2 ;;
     --bin-dir) BIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --apply-tuning) APPLY=1; shift ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "million: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for v in N RATE HOLD DRATE DSECS PING IDLE PORT; do
+for v in N RATE HOLD DRATE DSECS PING IDLE PORT CTIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || { echo "million: ${v} must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 [ "$PORT" -lt 65535 ] || { echo "million: --port must be below 65535" >&2; exit 2; }
@@ -68,6 +73,7 @@ restore_tuning() {
   local line name old
   for line in "${RESTORE[@]}"; do
     IFS=$'\t' read -r name old <<<"$line"
+    [ "$old" = "(empty)" ] && old=""
     printf '%s\n' "$old" >"/proc/sys/${name//.//}" 2>/dev/null || echo "million: could not restore $name to $old" >&2
   done
   [ ${#RESTORE[@]} -eq 0 ] || echo "restored ${#RESTORE[@]} sysctl(s)"
@@ -217,22 +223,24 @@ EOF
 }
 
 FAILED=0
-BOUND=$((N / RATE + HOLD + 180))
-step "loadgen connect: $N connections at $RATE/s, hold ${HOLD}s (bounded: ${BOUND}s)"
-run_loadgen "$BOUND" connect "${TARGETS[@]}" "${SERVER_PIDS[@]}" \
-  --connections "$N" --connect-rate "$RATE" --duration "$HOLD" \
-  --workers "$WORKERS" --cores 1 --source-ips "$SOURCE_IPS" --quiet \
-  --report "$OUT/connect.json" >"$OUT/connect.txt" || FAILED=1
-summary "$OUT/connect.json" | tee "$OUT/connect-summary.txt" || FAILED=1
-echo "node metrics after the hold:"
-node_metrics | tee "$OUT/connect-metrics.txt"
+if [ "$CONNECT" -eq 1 ]; then
+  BOUND=$((N / RATE + HOLD + CTIMEOUT + 180))
+  step "loadgen connect: $N connections at $RATE/s, hold ${HOLD}s (bounded: ${BOUND}s)"
+  run_loadgen "$BOUND" connect "${TARGETS[@]}" "${SERVER_PIDS[@]}" \
+    --connections "$N" --connect-rate "$RATE" --duration "$HOLD" --connect-timeout "$CTIMEOUT" \
+    --workers "$WORKERS" --cores 1 --source-ips "$SOURCE_IPS" --quiet ${LOADGEN_ARGS[@]+"${LOADGEN_ARGS[@]}"} \
+    --report "$OUT/connect.json" >"$OUT/connect.txt" || FAILED=1
+  summary "$OUT/connect.json" | tee "$OUT/connect-summary.txt" || FAILED=1
+  echo "node metrics after the hold:"
+  node_metrics | tee "$OUT/connect-metrics.txt"
+fi
 
 if [ "$DIRECT" -eq 1 ]; then
-  BOUND=$((N / RATE + DSECS + 180))
+  BOUND=$((N / RATE + DSECS + CTIMEOUT + 180))
   step "loadgen direct: $N users, $DRATE msg/s for ${DSECS}s (bounded: ${BOUND}s)"
   run_loadgen "$BOUND" direct "${TARGETS[@]}" "${SERVER_PIDS[@]}" \
-    --users "$N" --rate "$DRATE" --duration "$DSECS" --connect-rate "$RATE" \
-    --workers "$WORKERS" --cores 1 --source-ips "$SOURCE_IPS" --quiet \
+    --users "$N" --rate "$DRATE" --duration "$DSECS" --connect-rate "$RATE" --connect-timeout "$CTIMEOUT" \
+    --workers "$WORKERS" --cores 1 --source-ips "$SOURCE_IPS" --quiet ${LOADGEN_ARGS[@]+"${LOADGEN_ARGS[@]}"} \
     --report "$OUT/direct.json" >"$OUT/direct.txt" || FAILED=1
   summary "$OUT/direct.json" | tee "$OUT/direct-summary.txt" || FAILED=1
   echo "node metrics after the direct run:"

@@ -57,15 +57,42 @@ extern "C" {
     fn mi_collect(force: bool);
 }
 
-thread_local! {
-    /// Connections parked since the last [`collect`].
-    static PARKED_SINCE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+/// Parks since the last [`collect`], and in the last second.
+struct Collect {
+    pending: u32,
+    this_second: u32,
+    last: Option<std::time::Instant>,
 }
 
-/// Once a second (the core's tick): when connections parked since the last
-/// call, gives the memory their poll sources held back to the OS.
+/// How often at most a core returns freed pages while connections keep
+/// parking (a forced `mi_collect` walks the core's whole heap).
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+thread_local! {
+    static COLLECT: std::cell::RefCell<Collect> = const {
+        std::cell::RefCell::new(Collect { pending: 0, this_second: 0, last: None })
+    };
+}
+
+/// Once a second (the core's tick): gives the memory that parked
+/// connections' poll sources held back to the OS, once a burst of parking
+/// is over (a second without parks) or every [`COLLECT_EVERY`] while it
+/// goes on. Without it mimalloc keeps the freed pages until later activity
+/// on this core, and an idle core has none.
 pub fn collect() {
-    if PARKED_SINCE.with(|p| p.replace(0)) > 0 {
+    let due = COLLECT.with(|c| {
+        let mut c = c.borrow_mut();
+        let burst_over = std::mem::take(&mut c.this_second) == 0;
+        let now = std::time::Instant::now();
+        let due =
+            c.pending > 0 && (burst_over || c.last.map_or(true, |t| now - t >= COLLECT_EVERY));
+        if due {
+            c.pending = 0;
+            c.last = Some(now);
+        }
+        due
+    });
+    if due {
         // SAFETY: no arguments to uphold; the node links mimalloc.
         unsafe { mi_collect(true) };
     }
@@ -103,7 +130,11 @@ pub fn park(shard: &Rc<Shard>, fd: &OwnedFd, id: u64) -> io::Result<()> {
     };
     let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
     ctl(epoll, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), flags as u32, id)?;
-    PARKED_SINCE.with(|p| p.set(p.get() + 1));
+    COLLECT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.pending += 1;
+        c.this_second += 1;
+    });
     Ok(())
 }
 
