@@ -5,8 +5,12 @@
 //! structure it is; see the memory table in docs/architecture.md).
 //!
 //! ```text
-//! cargo run --release --example heap_per_connection -- 10000
+//! cargo run --release --example heap_per_connection -- 10000 [SETTLE_SECS]
 //! ```
+//!
+//! The heap is read `SETTLE_SECS` (default 8) after the last connection:
+//! long enough for the node's default `--park-after-secs` (5) and one quiet
+//! tick, so it counts parked connections (`node::park`).
 //!
 //! It counts the heap only (not the kernel's socket memory, not allocator
 //! slack); `idle_memory` measures RSS from outside.
@@ -97,6 +101,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
+    let settle: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(8);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -114,10 +122,10 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
     let (bytes0, classes0) = snapshot();
     let conns: Vec<TcpStream> = (0..n).map(|i| open(&addr, i)).collect();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(settle));
     let (bytes1, classes1) = snapshot();
     println!(
-        "connections={n} live_heap_growth_per_connection_bytes={:.0}",
+        "connections={n} settle_secs={settle} live_heap_growth_per_connection_bytes={:.0}",
         (bytes1 - bytes0) as f64 / n as f64
     );
     println!("allocations per connection by size class (live, >= 0.05):");

@@ -184,6 +184,10 @@ knobs! {
     max_queued_per_core ("SHARDCAST_MAX_QUEUED_PER_CORE"): usize = 4_000_000;
     /// Seconds of silence after which the node pings a client. [default: 30]
     ping_interval_secs ("SHARDCAST_PING_INTERVAL_SECS"): u64 = 30;
+    /// Seconds of silence after which a connection is parked: it gives up its
+    /// io_uring poll (~500 B) for an entry in the core's epoll set until it
+    /// has something to do; 0: never. [default: 5]
+    park_after_secs ("SHARDCAST_PARK_AFTER_SECS"): u64 = 5;
     /// Seconds of silence after which the node closes a connection (1001). [default: 90]
     idle_timeout_secs ("SHARDCAST_IDLE_TIMEOUT_SECS"): u64 = 90;
     /// Seconds a client has to finish its HTTP upgrade request. [default: 10]

@@ -117,6 +117,8 @@ pub struct CoreMetrics {
     /// Bytes of the connections' own buffers, as of their last rest
     /// (wrapping sum of signed changes).
     connection_buffers: AtomicU64,
+    /// Connections parked in the core's epoll set (wrapping sum of changes).
+    parked: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
     /// 1 while the core's store serves requests (always, in memory).
     store_down: AtomicU64,
@@ -192,6 +194,11 @@ impl CoreMetrics {
     /// Sets the number of messages queued on this core's connections.
     pub fn set_queued(&self, n: u64) {
         self.queued.store(n, Relaxed);
+    }
+
+    /// Moves the parked-connections gauge by `delta`.
+    pub fn add_parked(&self, delta: i64) {
+        self.parked.fetch_add(delta as u64, Relaxed);
     }
 
     /// A connection of this core now holds `delta` more (or fewer) bytes
@@ -358,6 +365,18 @@ impl Metrics {
             w,
             "rtc_socket_active_connections {}",
             self.active_connections()
+        );
+
+        let _ = writeln!(
+            w,
+            "# HELP rtc_socket_parked_connections Idle connections waiting in their \
+             core's epoll set instead of on an io_uring poll (--park-after-secs)."
+        );
+        let _ = writeln!(w, "# TYPE rtc_socket_parked_connections gauge");
+        let _ = writeln!(
+            w,
+            "rtc_socket_parked_connections {}",
+            self.sum(|c| &c.parked)
         );
 
         let _ = writeln!(

@@ -66,6 +66,27 @@ pub enum Outbound {
     Reconnect(Option<Rc<str>>),
 }
 
+/// A connection's parking state (see `node::park`): the housekeeping tick
+/// marks a silent connection `Due`, its socket task parks it, the core's
+/// epoll reader marks a parked one `Readable`, and the task unparks it on
+/// that or on any other work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Park {
+    /// On its glommio stream.
+    Active,
+    /// Silent long enough at one tick; `Due` at the next unless the task
+    /// wrote meanwhile (a connection that only receives stays on its stream).
+    Quiet,
+    /// Silent long enough: park at the next rest.
+    Due,
+    /// In the core's epoll set, without a stream.
+    Parked,
+    /// Parked, and its socket became readable.
+    Readable,
+    /// Parking failed for this connection: it stays on its stream.
+    Never,
+}
+
 /// The shared side of one WebSocket connection.
 pub struct Conn {
     /// Unique on the node's core for its lifetime.
@@ -85,6 +106,8 @@ pub struct Conn {
     /// Core-clock second by which the connection must be gone.
     pub deadline: Cell<Option<u32>>,
     pub ping_sent: Cell<bool>,
+    /// Where the socket task is with parking (see `node::park`).
+    pub park: Cell<Park>,
     delivered: Cell<u64>,
     gapped: Cell<bool>,
     /// Which direct message may be queued next.
@@ -114,6 +137,7 @@ impl Conn {
             last_seen: Cell::new(now),
             deadline: Cell::new(None),
             ping_sent: Cell::new(false),
+            park: Cell::new(Park::Active),
             delivered: Cell::new(0),
             gapped: Cell::new(false),
             order: RefCell::default(),

@@ -18,6 +18,7 @@ mod ingest;
 mod mesh;
 pub(crate) mod notify;
 mod order;
+mod park;
 pub mod rate;
 pub mod rings;
 mod rooms;

@@ -25,7 +25,7 @@
 use std::{
     collections::VecDeque,
     future::Future,
-    os::fd::{FromRawFd, IntoRawFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd},
     pin::Pin,
     rc::Rc,
     task::{Context, Poll},
@@ -44,8 +44,9 @@ use crate::protocol::{
 };
 
 use super::{
-    conn::{Conn, Outbound},
+    conn::{Conn, Outbound, Park},
     mesh::{Handoff, Session},
+    park,
     shard::Shard,
 };
 
@@ -110,7 +111,7 @@ pub fn start(
     glommio::spawn_local(SocketTask {
         shard: shard.clone(),
         conn,
-        stream,
+        stream: Some(stream),
         reader: FrameReader::new(max),
         tx: response,
         written: 0,
@@ -148,6 +149,9 @@ enum Phase {
     Rest,
     /// Waiting for bytes or queued work.
     Reading,
+    /// Parked (`node::park`): waiting in the core's epoll set, on this
+    /// dup of the socket, without a stream (then `Reading`).
+    Parked(OwnedFd),
     /// Writing what is left in `tx` before closing (errors ignored).
     Finishing,
     /// Closing the session.
@@ -162,7 +166,8 @@ enum Phase {
 struct SocketTask {
     shard: Rc<Shard>,
     conn: Rc<Conn>,
-    stream: TcpStream,
+    /// `None` only while parked.
+    stream: Option<TcpStream>,
     reader: FrameReader,
     /// Frames encoded and not yet written; released once written.
     tx: Vec<u8>,
@@ -199,9 +204,12 @@ impl Future for SocketTask {
                 }
                 Phase::Turn => task.turn(),
                 Phase::Writing | Phase::Finishing => {
+                    let Some(stream) = task.stream.as_mut() else {
+                        unreachable!("a parked task unparks before it writes")
+                    };
                     while (task.written as usize) < task.tx.len() {
                         let rest = &task.tx[task.written as usize..];
-                        match Pin::new(&mut task.stream).poll_write(cx, rest) {
+                        match Pin::new(&mut *stream).poll_write(cx, rest) {
                             Poll::Ready(Ok(n)) if n > 0 => task.written += n as u32,
                             Poll::Ready(_) => {
                                 task.tx = Vec::new();
@@ -214,6 +222,10 @@ impl Future for SocketTask {
                     }
                     task.tx = Vec::new();
                     task.written = 0;
+                    // It talks: not parked before it is silent for a tick.
+                    if matches!(task.conn.park.get(), Park::Quiet | Park::Due) {
+                        task.conn.park.set(Park::Active);
+                    }
                     match task.phase {
                         Phase::Writing => task.phase = Phase::Rest,
                         Phase::Finishing => task.close(),
@@ -238,9 +250,15 @@ impl Future for SocketTask {
                         continue;
                     }
                     task.conn.set_waker(cx.waker());
+                    if task.conn.park.get() == Park::Due && task.park() {
+                        return Poll::Pending;
+                    }
+                    let Some(stream) = task.stream.as_mut() else {
+                        unreachable!("parked only in Phase::Parked")
+                    };
                     let shard = task.shard.clone();
                     let mut scratch = shard.scratch().borrow_mut();
-                    match Pin::new(&mut task.stream).poll_read(cx, &mut scratch) {
+                    match Pin::new(stream).poll_read(cx, &mut scratch) {
                         Poll::Ready(Ok(0) | Err(_)) => task.close(),
                         Poll::Ready(Ok(n)) => {
                             task.phase = Phase::Turn;
@@ -256,6 +274,14 @@ impl Future for SocketTask {
                         }
                         Poll::Pending => return Poll::Pending,
                     }
+                }
+                Phase::Parked(_) => {
+                    task.conn.set_waker(cx.waker());
+                    let readable = task.conn.park.get() == Park::Readable;
+                    if !(readable || task.conn.has_work() || task.expired()) {
+                        return Poll::Pending;
+                    }
+                    task.unpark();
                 }
                 Phase::Closing(close) => {
                     if close.as_mut().poll(cx).is_pending() {
@@ -366,6 +392,48 @@ impl SocketTask {
         } else {
             Phase::Writing
         };
+    }
+
+    /// Parks the connection (see `node::park`): a dup of its socket goes
+    /// into the core's epoll set and the stream, with glommio's poll source,
+    /// is dropped. False (and never tried again for this connection) when
+    /// that fails: it stays on its stream.
+    fn park(&mut self) -> bool {
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        // SAFETY: the stream owns this fd and outlives the borrow.
+        let dup = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
+        let parked = dup.and_then(|fd| park::park(&self.shard, &fd, self.conn.id).map(|()| fd));
+        match parked {
+            Ok(fd) => {
+                self.stream = None;
+                self.conn.park.set(Park::Parked);
+                self.phase = Phase::Parked(fd);
+                self.shard.counters().add_parked(1);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "not parked");
+                self.conn.park.set(Park::Never);
+                false
+            }
+        }
+    }
+
+    /// Back on a glommio stream, on the parked fd (then `Reading`).
+    fn unpark(&mut self) {
+        let Phase::Parked(fd) = std::mem::replace(&mut self.phase, Phase::Reading) else {
+            return;
+        };
+        park::unpark(&fd);
+        // SAFETY: the fd is open and owned by nobody else from here on.
+        let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+        let idle = self.shard.config().idle_timeout_secs;
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(idle)));
+        self.stream = Some(stream);
+        self.conn.park.set(Park::Active);
+        self.shard.counters().add_parked(-1);
     }
 
     /// True once the connection's deadline (idle timeout, close grace) passed.

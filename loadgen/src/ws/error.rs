@@ -99,7 +99,19 @@ impl Ended {
     pub fn cause(&self) -> &'static str {
         match self {
             Self::Stopped => "stopped",
+            // The codes a shardcast node closes with, so a report tells why
+            // (src/protocol/codes.rs): idle timeout, protocol, UTF-8, token
+            // refused, too big, store failed, drain, replaced, token expired.
+            Self::PeerClosed(Some(1000)) => "closed_1000",
+            Self::PeerClosed(Some(1001)) => "closed_1001",
+            Self::PeerClosed(Some(1002)) => "closed_1002",
+            Self::PeerClosed(Some(1007)) => "closed_1007",
+            Self::PeerClosed(Some(1008)) => "closed_1008",
+            Self::PeerClosed(Some(1009)) => "closed_1009",
+            Self::PeerClosed(Some(1011)) => "closed_1011",
             Self::PeerClosed(Some(1012)) => "closed_1012",
+            Self::PeerClosed(Some(4001)) => "closed_4001",
+            Self::PeerClosed(Some(4003)) => "closed_4003",
             Self::PeerClosed(_) => "closed_by_server",
             Self::Eof => "eof",
             Self::Protocol(_) => "protocol",

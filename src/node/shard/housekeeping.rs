@@ -1,7 +1,8 @@
 //! The core's periodic work and the drain.
 //!
 //! Every 100 ms the tick advances the core clock and notices the node-wide
-//! drain flag; once a second it pings quiet connections, closes idle ones
+//! drain flag; once a second it pings quiet connections, parks silent ones
+//! (`node::park`), closes idle ones
 //! and those whose JWT expired (4003), ends connections past their
 //! deadline, expires store entries and publishes metric snapshots. A drain stops accepting, asks every
 //! connection to reconnect elsewhere (a `reconnect` envelope, then 1012;
@@ -13,7 +14,7 @@ use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
 use crate::{protocol::CloseCode, store::Store};
 
 use super::{
-    super::conn::{Conn, Outbound},
+    super::conn::{Conn, Outbound, Park},
     unix_now, Shard,
 };
 
@@ -39,9 +40,10 @@ impl Shard {
             return;
         }
         let now = self.clock();
-        let (ping, idle) = (
+        let (ping, idle, park) = (
             self.config.ping_interval_secs as u32,
             self.config.idle_timeout_secs as u32,
+            self.config.park_after_secs as u32,
         );
         let mut queued = 0;
         let unix = unix_now();
@@ -58,9 +60,19 @@ impl Shard {
             } else if silent >= ping && !conn.ping_sent.get() {
                 conn.ping_sent.set(true);
                 conn.push(Outbound::Ping);
+            } else if park > 0 && silent >= park {
+                match conn.park.get() {
+                    Park::Active => conn.park.set(Park::Quiet),
+                    Park::Quiet => {
+                        conn.park.set(Park::Due);
+                        conn.wake();
+                    }
+                    Park::Due | Park::Parked | Park::Readable | Park::Never => {}
+                }
             }
         }
         self.counters().set_queued(queued as u64);
+        super::super::park::collect();
         self.store.expire(Instant::now());
         // Cumulative since start, like every Prometheus histogram.
         self.counters().publish_latency(&self.latency.borrow());

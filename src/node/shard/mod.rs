@@ -225,6 +225,17 @@ impl Shard {
         &self.scratch
     }
 
+    /// Marks the parked connection `id` readable and wakes its socket task
+    /// (`node::park`); an id that unparked or closed meanwhile is ignored.
+    pub fn wake_parked(&self, id: u64) {
+        if let Some(conn) = self.conns.borrow().get(&id) {
+            if conn.park.get() == super::conn::Park::Parked {
+                conn.park.set(super::conn::Park::Readable);
+            }
+            conn.wake();
+        }
+    }
+
     /// Whether a new connection may be admitted now; `Err` says why not.
     pub fn admit(&self) -> Result<(), Rejection> {
         if self.draining.get() {
