@@ -18,7 +18,7 @@ use common::{
     Ended, Node,
 };
 use serde_json::Value;
-use shardcast::{control::client::ControlClient, ring::Ring};
+use shardcast::{control::client::ControlClient, harness::CtlProcess, ring::Ring};
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -28,7 +28,43 @@ fn ws_url(port: u16) -> String {
     format!("ws://127.0.0.1:{port}/ws")
 }
 
-/// Users among `candidates` the ring gives to `node`, at most `n`.
+/// Redis, tansu and `shardcast-ctl --kafka` (grace 30 s), and two free
+/// ports for nodes n0 and n1; everything is killed when dropped.
+struct Setup {
+    backends: Backends,
+    _ctl: CtlProcess,
+    url: String,
+    client: ControlClient,
+    ports: [u16; 2],
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let backends = Backends::start();
+        let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
+        let url = format!("http://{}", ctl.http);
+        let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
+        Setup {
+            backends,
+            _ctl: ctl,
+            url,
+            client,
+            ports: [free_port(), free_port()],
+        }
+    }
+}
+
+/// Waits (at most `secs`) until the node at `port` redirects `user`: it
+/// routes by a ring that gives `user` to another node.
+fn until_redirected(port: u16, user: &str, secs: u64, why: &str) {
+    let t0 = Instant::now();
+    while !upgrade_status(port, user).contains("307") {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first `n` of the users fo0, fo1, … that the ring gives to `node`.
 fn users_of(ring: &Ring, node: &str, n: usize) -> Vec<String> {
     (0..)
         .map(|k| format!("fo{k}"))
@@ -59,11 +95,13 @@ fn get_json(ctl: &ControlClient, path: &str) -> Value {
 
 #[test]
 fn a_drained_node_leaves_the_ring_first_and_sends_each_user_to_its_new_owner() {
-    let backends = Backends::start();
-    let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
-    let url = format!("http://{}", ctl.http);
-    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ports = [free_port(), free_port()];
+    let Setup {
+        backends,
+        _ctl,
+        url,
+        client,
+        ports,
+    } = Setup::start();
     let n0 = Node::from_command(node_cmd(&backends, 0, ports[0], &url));
     let mut n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
     let ring = ring_of(&client, 2);
@@ -71,14 +109,7 @@ fn a_drained_node_leaves_the_ring_first_and_sends_each_user_to_its_new_owner() {
     let on_n0 = users_of(&ring, "n0", 2);
     // Each node routes by the two-node ring before anyone connects.
     for (port, user) in [(ports[0], &on_n1[0]), (ports[1], &on_n0[0])] {
-        let t0 = Instant::now();
-        while !upgrade_status(port, user).contains("307") {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "a node never followed the ring"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        until_redirected(port, user, 5, "a node never followed the ring");
     }
     let mut leaving: Vec<_> = on_n1.iter().map(|u| n1.connect(u).0).collect();
     let mut staying: Vec<_> = on_n0.iter().map(|u| n0.connect(u).0).collect();
@@ -115,25 +146,20 @@ fn a_drained_node_leaves_the_ring_first_and_sends_each_user_to_its_new_owner() {
 
 #[test]
 fn a_killed_node_is_evicted_when_a_client_reports_it_and_its_users_resume_elsewhere() {
-    let backends = Backends::start();
     // A grace of 30 s: only the client's report can take n1 out in time.
-    let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
-    let url = format!("http://{}", ctl.http);
-    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ports = [free_port(), free_port()];
+    let Setup {
+        backends,
+        _ctl,
+        url,
+        client,
+        ports,
+    } = Setup::start();
     let n0 = Node::from_command(node_cmd(&backends, 0, ports[0], &url));
     let mut n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
     let ring = ring_of(&client, 2);
     let victim = users_of(&ring, "n1", 1).remove(0);
     let sender = users_of(&ring, "n0", 1).remove(0);
-    let t0 = Instant::now();
-    while !upgrade_status(ports[1], &sender).contains("307") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "n1 never followed the ring"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_redirected(ports[1], &sender, 5, "n1 never followed the ring");
     let (mut v, welcome) = n1.connect(&victim);
     let token = welcome["resumeToken"].as_str().unwrap().to_owned();
     let (mut s, _) = n0.connect(&sender);
@@ -189,11 +215,13 @@ fn a_killed_node_is_evicted_when_a_client_reports_it_and_its_users_resume_elsewh
 
 #[test]
 fn a_new_ring_reaches_a_node_through_the_control_topic_between_heartbeats() {
-    let backends = Backends::start();
-    let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
-    let url = format!("http://{}", ctl.http);
-    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ports = [free_port(), free_port()];
+    let Setup {
+        backends,
+        _ctl,
+        url,
+        client,
+        ports,
+    } = Setup::start();
     // n0 heartbeats once a minute: after its first beat, only Kafka can
     // tell it about n1.
     let _n0 = Node::from_command(node_cmd_full(&backends, 0, ports[0], &url, "60000", "1"));
@@ -201,23 +229,23 @@ fn a_new_ring_reaches_a_node_through_the_control_topic_between_heartbeats() {
     let _n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
     let ring = ring_of(&client, 2);
     let user = users_of(&ring, "n1", 1).remove(0);
-    let t0 = Instant::now();
-    while !upgrade_status(ports[0], &user).contains("307") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "n0 never got the two-node ring from the control topic"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_redirected(
+        ports[0],
+        &user,
+        10,
+        "n0 never got the two-node ring from the control topic",
+    );
 }
 
 #[test]
 fn a_client_sent_by_a_newer_ring_is_not_sent_back_by_an_older_one() {
-    let backends = Backends::start();
-    let ctl = start_ctl(&["--kafka", &backends.tansu.brokers()]);
-    let url = format!("http://{}", ctl.http);
-    let client = ControlClient::new(&url, Duration::from_secs(2)).unwrap();
-    let ports = [free_port(), free_port()];
+    let Setup {
+        backends,
+        _ctl,
+        url,
+        client,
+        ports,
+    } = Setup::start();
     let mut n1 = Node::from_command(node_cmd(&backends, 1, ports[1], &url));
     ring_of(&client, 1);
     // n0 learns rings only from its heartbeats, once a minute (no control
@@ -227,14 +255,7 @@ fn a_client_sent_by_a_newer_ring_is_not_sent_back_by_an_older_one() {
     let n0 = Node::from_command(slow);
     let ring = ring_of(&client, 2);
     let users = users_of(&ring, "n1", 2);
-    let t0 = Instant::now();
-    while !upgrade_status(ports[0], &users[0]).contains("307") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "n0 never had the two-node ring"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_redirected(ports[0], &users[0], 5, "n0 never had the two-node ring");
     n1.process.kill().unwrap();
     wait_until_refused(ports[1]);
     let answer = get_json(
