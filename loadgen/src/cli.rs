@@ -215,6 +215,14 @@ pub struct DirectArgs {
     /// resume token are good on any node. Repeatable.
     #[arg(long = "failover-target", value_name = "URL")]
     pub failover_targets: Vec<String>,
+    #[command(flatten)]
+    pub backoff: BackoffArgs,
+}
+
+/// The reconnect backoff of `direct` and `storm` (the contract's
+/// `t_k = min(T_max, T_0 · 2^k) + U(0, J)`).
+#[derive(Args, Debug, Clone)]
+pub struct BackoffArgs {
     /// Reconnect backoff T_0 in milliseconds (a `reconnect`'s
     /// `retryAfterMs` replaces it for that move).
     #[arg(long, default_value_t = 100, value_name = "MS")]
@@ -225,6 +233,18 @@ pub struct DirectArgs {
     /// Reconnect backoff jitter J in milliseconds.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub backoff_jitter_ms: u64,
+}
+
+impl BackoffArgs {
+    /// The backoff these flags give.
+    pub fn backoff(&self) -> crate::backoff::Backoff {
+        use std::time::Duration;
+        crate::backoff::Backoff {
+            base: Duration::from_millis(self.backoff_base_ms),
+            max: Duration::from_millis(self.backoff_max_ms),
+            jitter: Duration::from_millis(self.backoff_jitter_ms),
+        }
+    }
 }
 
 /// `rooms` options.
@@ -304,15 +324,8 @@ pub struct StormArgs {
     /// instead of closing cleanly.
     #[arg(long)]
     pub abrupt: bool,
-    /// Backoff T_0 in milliseconds.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
-    pub backoff_base_ms: u64,
-    /// Backoff T_max in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
-    pub backoff_max_ms: u64,
-    /// Backoff jitter J in milliseconds.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
-    pub backoff_jitter_ms: u64,
+    #[command(flatten)]
+    pub backoff: BackoffArgs,
 }
 
 #[cfg(test)]

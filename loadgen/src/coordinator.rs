@@ -400,8 +400,8 @@ fn parameters(plan: &Plan) -> serde_json::Value {
         S::Direct(a) => {
             json!({"users": a.users, "rate": a.rate, "payload_bytes": a.payload_bytes, "window": a.window,
                    "failover_targets": a.failover_targets, "control": a.common.control,
-                   "events": a.common.events, "backoff_base_ms": a.backoff_base_ms,
-                   "backoff_max_ms": a.backoff_max_ms, "backoff_jitter_ms": a.backoff_jitter_ms})
+                   "events": a.common.events, "backoff_base_ms": a.backoff.backoff_base_ms,
+                   "backoff_max_ms": a.backoff.backoff_max_ms, "backoff_jitter_ms": a.backoff.backoff_jitter_ms})
         }
         S::Rooms(a) => {
             json!({"rooms": a.rooms, "subscribers": a.subscribers, "publishers": a.publishers,
@@ -413,8 +413,8 @@ fn parameters(plan: &Plan) -> serde_json::Value {
         S::Storm(a) => {
             json!({"users": a.users, "wave_fraction": a.wave_fraction, "waves": a.waves, "rate": a.rate,
                               "payload_bytes": a.payload_bytes, "resume": a.resume, "abrupt": a.abrupt,
-                              "backoff_base_ms": a.backoff_base_ms, "backoff_max_ms": a.backoff_max_ms,
-                              "backoff_jitter_ms": a.backoff_jitter_ms})
+                              "backoff_base_ms": a.backoff.backoff_base_ms, "backoff_max_ms": a.backoff.backoff_max_ms,
+                              "backoff_jitter_ms": a.backoff.backoff_jitter_ms})
         }
     }
 }

@@ -486,12 +486,7 @@ async fn finish(core: &Rc<PairCore>) {
 
 /// Runs the `direct` scenario on this core.
 pub async fn run_direct(ctx: &Rc<CoreCtx>, args: &DirectArgs) {
-    let backoff = Backoff {
-        base: Duration::from_millis(args.backoff_base_ms),
-        max: Duration::from_millis(args.backoff_max_ms),
-        jitter: Duration::from_millis(args.backoff_jitter_ms),
-    };
-    let core = setup(ctx, args.payload_bytes, backoff).await;
+    let core = setup(ctx, args.payload_bytes, args.backoff.backoff()).await;
     ctx.ready();
     if let Some(go) = ctx.wait_go().await {
         let end = go + ctx.plan.duration().as_nanos() as u64;
@@ -502,12 +497,7 @@ pub async fn run_direct(ctx: &Rc<CoreCtx>, args: &DirectArgs) {
 
 /// Runs the `storm` scenario on this core.
 pub async fn run_storm(ctx: &Rc<CoreCtx>, args: &StormArgs) {
-    let backoff = Backoff {
-        base: Duration::from_millis(args.backoff_base_ms),
-        max: Duration::from_millis(args.backoff_max_ms),
-        jitter: Duration::from_millis(args.backoff_jitter_ms),
-    };
-    let core = setup(ctx, args.payload_bytes, backoff).await;
+    let core = setup(ctx, args.payload_bytes, args.backoff.backoff()).await;
     ctx.ready();
     if let Some(go) = ctx.wait_go().await {
         let dur = ctx.plan.duration().as_nanos() as u64;
