@@ -12,9 +12,10 @@
 //! is on the cluster network).
 //!
 //! Invariants: a ring is handed over only when its version is above every
-//! version handed over before (or recorded with [`RingFollower::saw`],
-//! for rings that came from Kafka); when the control plane is down the
-//! follower keeps retrying and the node keeps the ring it has.
+//! version handed over before (a node that also reads the Kafka control
+//! topic drops what it already has: `node::rings::RingSlot::offer`); when
+//! the control plane is down the follower keeps retrying and the node keeps
+//! the ring it has.
 
 use std::{
     io::{Read, Write},
@@ -321,15 +322,9 @@ impl RingFollower {
         }
     }
 
-    /// The newest ring version handed over or recorded.
+    /// The newest ring version handed over.
     pub fn version(&self) -> u64 {
         self.known.load(Ordering::Relaxed)
-    }
-
-    /// Records a version the node got elsewhere (the Kafka control topic),
-    /// so the follower neither fetches nor hands over anything older.
-    pub fn saw(&self, version: u64) {
-        self.known.fetch_max(version, Ordering::Relaxed);
     }
 
     /// Stops the loop and waits for it (at most one request's timeout).
