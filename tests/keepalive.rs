@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Node;
 
@@ -18,20 +18,7 @@ fn client_answering_pings_stays_and_a_silent_one_is_closed_with_1001() {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
     }
-    let t0 = Instant::now();
-    let mut pings = 0;
-    while t0.elapsed() < Duration::from_secs(6) {
-        match lively.ws.read() {
-            Ok(tungstenite::Message::Ping(_)) => pings += 1,
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("the answering client was dropped: {e}"),
-        }
-    }
+    let pings = lively.answer_pings_for(Duration::from_secs(6), || {});
     assert!(pings >= 1, "the node pinged the quiet client");
     // The silent one got a ping, then a close 1001 (read past the 101 head).
     let mut bytes = Vec::new();

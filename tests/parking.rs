@@ -88,24 +88,11 @@ fn a_parked_connection_is_pinged_and_its_pong_keeps_it() {
     ]);
     let (mut lively, _) = node.connect("lively");
     lively.set_read_timeout(Duration::from_millis(200));
-    let t0 = Instant::now();
-    let (mut pings, mut seen_parked) = (0, false);
+    let mut seen_parked = false;
     // Longer than the idle timeout: only the pongs keep it open.
-    while t0.elapsed() < Duration::from_secs(10) {
-        match lively.ws.read() {
-            Ok(tungstenite::Message::Ping(_)) => pings += 1,
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("the answering client was dropped: {e}"),
-        }
-        // tungstenite queues its pong; a write flushes it.
-        let _ = lively.ws.flush();
+    let pings = lively.answer_pings_for(Duration::from_secs(10), || {
         seen_parked |= node.metric(PARKED) == 1.0;
-    }
+    });
     assert!(pings >= 2, "pinged {pings} times");
     assert!(seen_parked, "the quiet connection was parked between pings");
     assert_eq!(node.metric("rtc_socket_active_connections"), 1.0);

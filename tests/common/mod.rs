@@ -296,6 +296,30 @@ impl Client {
         }
     }
 
+    /// Reads for `within` (the read timeout set by the caller paces it),
+    /// answering the node's pings — tungstenite queues each pong, a flush
+    /// sends it — and calling `each` after every read; returns the pings
+    /// seen. Any other message, or the connection ending, fails the test.
+    pub fn answer_pings_for(&mut self, within: Duration, mut each: impl FnMut()) -> u32 {
+        let t0 = std::time::Instant::now();
+        let mut pings = 0;
+        while t0.elapsed() < within {
+            match self.ws.read() {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("the answering client was dropped: {e}"),
+            }
+            let _ = self.ws.flush();
+            each();
+        }
+        pings
+    }
+
     /// Sends a direct message.
     pub fn send_direct(&mut self, to: &str, id: &str, data: Value) {
         self.try_send_direct(to, id, data).unwrap();
